@@ -1,0 +1,82 @@
+"""From architecture weights to a discrete cell (the genotype), and how much of it is skip.
+
+Works on plain data (lists of rows, one row per edge in the order of ``network.edge_inputs``,
+one column per op) so a saved ``result.json`` derives exactly like a live supernet.
+
+- DARTS's rule: for each intermediate node keep the 2 incoming edges whose strongest
+  non-``none`` op has the largest weight, and on each edge that op.
+- FairDARTS's rule: the same top-2 edges, but an op is kept only if its sigmoid weight is
+  at least a threshold (0.85 in the reference code), so a node may keep fewer than 2 edges.
+"""
+from .network import edge_inputs
+from .ops import NONE, SKIP
+
+
+def _rows(weights):
+    """Accept a tensor, an array or nested lists; return a list of lists of floats."""
+    if hasattr(weights, "detach"):
+        weights = weights.detach().cpu()
+    if hasattr(weights, "tolist"):
+        weights = weights.tolist()
+    return [[float(w) for w in row] for row in weights]
+
+
+def _nodes_of(num_edges):
+    nodes, edges = 0, 0
+    while edges < num_edges:
+        edges += 2 + nodes
+        nodes += 1
+    if edges != num_edges:
+        raise ValueError(f"{num_edges} edges do not make a cell (2 + 3 + ... edges expected)")
+    return nodes
+
+
+def strongest_ops(weights, op_names):
+    """For each edge, ``(index, weight)`` of its strongest op other than ``none``."""
+    rows = _rows(weights)
+    candidates = [k for k, name in enumerate(op_names) if name != NONE]
+    return [max(((k, row[k]) for k in candidates), key=lambda kw: kw[1]) for row in rows]
+
+
+def derive_cell(weights, op_names, threshold=None):
+    """The discrete cell: a list of ``[op, input]`` pairs, up to two per node.
+
+    ``threshold=None`` is DARTS's rule; a number is FairDARTS's threshold on the kept op's weight.
+    """
+    best = strongest_ops(weights, op_names)
+    nodes = _nodes_of(len(best))
+    by_node = {i: [] for i in range(nodes)}
+    for edge, (node, source) in enumerate(edge_inputs(nodes)):
+        by_node[node].append((source, *best[edge]))
+    cell = []
+    for node in range(nodes):
+        top_two = sorted(by_node[node], key=lambda e: -e[2])[:2]
+        for source, k, w in sorted(top_two):
+            if threshold is None or w >= threshold:
+                cell.append([op_names[k], source])
+    return cell
+
+
+def derive_genotype(weights, op_names, threshold=None):
+    """A genotype dict: ``normal`` and ``reduce`` cells and their ``*_concat`` node lists."""
+    genotype = {}
+    for kind in ("normal", "reduce"):
+        rows = _rows(weights[kind])
+        genotype[kind] = derive_cell(rows, op_names, threshold)
+        genotype[f"{kind}_concat"] = list(range(2, 2 + _nodes_of(len(rows))))
+    return genotype
+
+
+def skip_share(weights, op_names):
+    """Fraction of the cell's edges whose strongest non-``none`` op is ``skip_connect``.
+
+    Measured on every edge of the supernet's cell (14 for 4 nodes), not only the derived ones,
+    so it sees the whole competition; 0 when the space has no skip.
+    """
+    best = strongest_ops(weights, op_names)
+    return sum(op_names[k] == SKIP for k, _ in best) / len(best)
+
+
+def genotype_skips(cell):
+    """Number of ``skip_connect`` ops in a derived cell (a list of ``[op, input]``)."""
+    return sum(op == SKIP for op, _ in cell)

@@ -1,0 +1,40 @@
+"""One error type for bad input, and the checks that raise it.
+
+Every message names the offending value and what is allowed, so that the command line
+can print it as one line and a notebook user sees what to change.
+"""
+import math
+
+
+class ConfigError(ValueError):
+    """A setting, file or argument that cannot be used; the message says why."""
+
+
+def check_choice(name, value, allowed):
+    """Return ``value`` if it is one of ``allowed``, else raise ConfigError naming both."""
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(map(str, allowed))}")
+    return value
+
+
+def check_number(name, value, *, minimum=None, maximum=None, strict=False, integer=False):
+    """Return ``value`` as a number if it is finite and in range, else raise ConfigError.
+
+    ``strict`` makes ``minimum`` exclusive (``> minimum`` instead of ``>= minimum``).
+    """
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if integer and (isinstance(value, float) and not float(value).is_integer()):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None:
+        too_small = number <= minimum if strict else number < minimum
+        if too_small:
+            relation = ">" if strict else ">="
+            raise ConfigError(f"{name} must be {relation} {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value!r}")
+    return number

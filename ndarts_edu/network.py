@@ -1,0 +1,161 @@
+"""The DARTS search cell and the supernet that stacks it.
+
+A cell takes the outputs of the two previous cells, ``c_{k-2}`` and ``c_{k-1}`` (nodes 0 and 1),
+and computes ``nodes`` intermediate nodes; node ``i`` sums one mixed op from every earlier node,
+so the cell has ``2 + 3 + ... + (nodes + 1)`` edges (14 for 4 nodes), numbered node by node:
+node 0's 2 incoming edges, then node 1's 3, and so on. The cell's output concatenates the
+intermediate nodes.
+
+The supernet is a stem, ``layers`` cells (reduction cells at 1/3 and 2/3 of the depth double the
+channels and halve the resolution) and a linear classifier. All normal cells share one
+``alpha_normal`` (edges x ops), all reduction cells ``alpha_reduce``: these are the architecture
+parameters, kept apart from the weights so that the bilevel search can give them their own optimizer.
+"""
+import torch
+from torch import nn
+
+from .errors import ConfigError, check_choice, check_number
+from .mixed import WEIGHTINGS, MixedOp, edge_weights
+from .noise import NoisySkip
+from .ops import FactorizedReduce, ReLUConvBN, space_ops
+
+CELL_TYPES = ("normal", "reduce")
+
+
+def edges_per_cell(nodes):
+    """Number of edges of a cell with ``nodes`` intermediate nodes: 2 + 3 + ... + (nodes + 1)."""
+    return sum(2 + i for i in range(nodes))
+
+
+def edge_inputs(nodes):
+    """For each edge in order, ``(node, input)``: the intermediate node it feeds and the state it reads (0, 1 = cell inputs)."""
+    return [(i, j) for i in range(nodes) for j in range(2 + i)]
+
+
+def reduction_layers(layers):
+    """Indices of the reduction cells: at 1/3 and 2/3 of the depth, as in DARTS (none below 3 cells)."""
+    return sorted({layers // 3, 2 * layers // 3}) if layers >= 3 else []
+
+
+class SearchCell(nn.Module):
+    """One cell of the supernet: every earlier node feeds every later one through a ``MixedOp``."""
+
+    def __init__(self, nodes, C_prev_prev, C_prev, C, reduction, reduction_prev, op_names, **mixed_kwargs):
+        super().__init__()
+        self.reduction = reduction
+        self.nodes = nodes
+        # Bring both inputs to C channels and the same resolution.
+        self.preprocess0 = (
+            FactorizedReduce(C_prev_prev, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        )
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(C, 2 if reduction and j < 2 else 1, op_names, **mixed_kwargs)
+            for _, j in edge_inputs(nodes)
+        )
+
+    def forward(self, s0, s1, weights):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            node = sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            offset += len(states)
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class SuperNet(nn.Module):
+    """The DARTS supernet: stem, ``layers`` search cells, global pooling, classifier.
+
+    Args:
+        in_channels: channels of the input images (any number: 1 for digits, 3 for CIFAR-10).
+        num_classes: classes of the task.
+        channels: ``C``, the channels of the first cells (16 in DARTS's search).
+        layers: number of cells (8 in DARTS's search).
+        nodes: intermediate nodes per cell (4 in DARTS).
+        space: a space name from ``ops.SPACES`` or a list of op names.
+        weighting: ``"softmax"`` (DARTS, NoisyDARTS) or ``"sigmoid"`` (FairDARTS).
+        stem_multiplier: the stem outputs ``stem_multiplier * channels`` channels (3 in DARTS).
+        noise_on, skip_drop_path: passed to every ``MixedOp``.
+    """
+
+    def __init__(self, in_channels=3, num_classes=10, channels=16, layers=8, nodes=4, space="darts",
+                 weighting="softmax", stem_multiplier=3, noise_on="skip", skip_drop_path=0.0):
+        super().__init__()
+        for name, value in [("in_channels", in_channels), ("num_classes", num_classes),
+                            ("layers", layers), ("nodes", nodes), ("stem_multiplier", stem_multiplier)]:
+            check_number(name, value, minimum=1, integer=True)
+        check_number("channels", channels, minimum=2, integer=True)
+        if channels % 2:
+            raise ConfigError(f"channels must be even (the factorized reduce splits them in two), got {channels}")
+        check_number("num_classes", num_classes, minimum=2, integer=True)
+        check_number("skip_drop_path", skip_drop_path, minimum=0.0, maximum=0.99)
+        self.op_names = space_ops(space)
+        self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
+        self.nodes = nodes
+
+        C_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        )
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, channels
+        reductions = reduction_layers(layers)
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_curr *= 2
+            cell = SearchCell(nodes, C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.op_names,
+                              noise_on=noise_on, skip_drop_path=skip_drop_path)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, nodes * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+        shape = (edges_per_cell(nodes), len(self.op_names))
+        # DARTS initialises alpha near zero (1e-3 * N(0, 1)); FairDARTS at exactly zero.
+        init = 0.0 if weighting == "sigmoid" else 1e-3
+        self.alpha_normal = nn.Parameter(init * torch.randn(shape))
+        self.alpha_reduce = nn.Parameter(init * torch.randn(shape))
+
+    # -- parameters -----------------------------------------------------------------------
+    def arch_parameters(self):
+        """The architecture parameters ``alpha`` (normal, reduce)."""
+        return [self.alpha_normal, self.alpha_reduce]
+
+    def weight_parameters(self):
+        """Every parameter except ``alpha``: what the weight step trains."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def alphas(self):
+        """``{"normal": alpha_normal, "reduce": alpha_reduce}`` as tensors."""
+        return {"normal": self.alpha_normal, "reduce": self.alpha_reduce}
+
+    def weights(self):
+        """``{"normal": f(alpha_normal), "reduce": f(alpha_reduce)}``, detached."""
+        with torch.no_grad():
+            return {kind: edge_weights(a, self.weighting) for kind, a in self.alphas().items()}
+
+    # -- noise ----------------------------------------------------------------------------
+    def noise_modules(self):
+        return [m for m in self.modules() if isinstance(m, NoisySkip)]
+
+    def set_noise(self, noise_lambda=None, kind=None, mean=None, scale=None):
+        """Set the noise of every edge (``None`` leaves a setting as it is)."""
+        for module in self.noise_modules():
+            module.configure(noise_lambda, kind, mean)
+            if scale is not None:
+                module.scale = float(scale)
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, x):
+        weights = {kind: edge_weights(a, self.weighting) for kind, a in self.alphas().items()}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+        return self.classifier(self.global_pooling(s1).flatten(1))
