@@ -275,7 +275,7 @@ class Search:
             w.grad = g
         torch.nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
         self.w_optimizer.step()
-        return float(loss), int((logits.argmax(1) == y).sum())
+        return float(loss.detach()), int((logits.argmax(1) == y).sum())
 
     def _check_finite(self, which, loss):
         """Stop before a non-finite loss reaches the parameters, so they stay the last good ones."""

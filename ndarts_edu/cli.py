@@ -1,0 +1,176 @@
+"""The command line: ``python -m ndarts_edu {search,compare,sweep,train} ...``.
+
+Every sub-command writes open formats (JSON) to ``--out``; bad input ends with one line on
+stderr and exit status 2, never a traceback; Ctrl-C stops a search after its current step and
+keeps a checkpoint (``search --resume DIR`` continues it).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from .errors import ConfigError
+from .presets import PRESETS, preset_config, preset_noise
+from .search import SearchDiverged
+
+
+class Progress:
+    """A one-line progress bar on stderr (redrawn in place on a terminal, one line per epoch otherwise)."""
+
+    def __init__(self, search, label=""):
+        self.search, self.label = search, label
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def total(self):
+        return self.search.config.epochs * self.search.steps_per_epoch
+
+    def on_step(self, record):
+        now = time.perf_counter()
+        if self.tty and now - self.last > 0.2:
+            self.last = now
+            self._draw(record.get("train_loss"), end="\r")
+
+    def on_epoch(self, record):
+        self._draw(record["train_loss"], extra=f" skip {100 * record['skip_share']:.0f}%",
+                   end="\r" if self.tty else "\n")
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
+
+    def _draw(self, loss, extra="", end="\n"):
+        s = self.search
+        done = s.step / max(self.total(), 1)
+        bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
+        sys.stderr.write(f"{self.label}[{bar}] epoch {s.epoch}/{s.config.epochs} step {s.step}/{self.total()} "
+                         f"loss {loss:.3f}{extra} {time.perf_counter() - self.started:5.1f}s   {end}")
+        sys.stderr.flush()
+
+    def run(self, **kwargs):
+        try:
+            return self.search.run(on_step=self.on_step, on_epoch=self.on_epoch, **kwargs)
+        finally:
+            self.close()
+
+
+def _config_from(args, noise_lambda=None):
+    overrides = {k: getattr(args, k, None) for k in
+                 ("space", "seed", "epochs", "device", "threads", "dataset", "data_dir", "image_size",
+                  "layers", "channels", "batch_size", "order", "noise_kind", "noise_mean", "noise_on",
+                  "noise_decay", "weighting")}
+    overrides["noise_lambda"] = noise_lambda if noise_lambda is not None else getattr(args, "noise_lambda", None)
+    return preset_config(args.preset, **overrides)
+
+
+def cmd_search(args):
+    from .search import Search
+
+    if args.resume:
+        search = Search.resume(args.resume, device=args.device)
+        out = args.resume
+        if args.epochs:
+            search.extend(args.epochs)
+    else:
+        config = _config_from(args)
+        if config.noise_lambda is None:
+            config = config.replace(noise_lambda=0.0)
+        search = Search(config)
+        out = args.out
+    c = search.config
+    print(f"search: {c.space} space, {c.layers} cells x {c.channels} channels, {c.dataset}, noise_lambda={c.noise_lambda}"
+          f", seed {c.seed}, {c.epochs} epochs on {search.device} ({search.threads} threads)", file=sys.stderr)
+    try:
+        result = Progress(search).run(out_dir=out)
+    except SearchDiverged as error:
+        raise ConfigError(f"{error} (history and the last good checkpoint are in {out})") from None
+    print(f"{result['status']}: skip_share {result['skip_share']:.2f}, {result['genotype_skips']} skips in the "
+          f"derived normal cell, supernet accuracy {result['valid_accuracy']}, {result['seconds']:.1f} s -> "
+          f"{os.path.join(out, 'result.json')}")
+    return 0 if result["status"] == "finished" else 130
+
+
+def _many(args, kind):
+    from . import experiments
+
+    lambdas = args.noise_lambdas or ([0.0, preset_noise(args.preset)] if kind == "compare" else
+                                     [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5])
+    config = _config_from(args, noise_lambda=0.0)
+    os.makedirs(args.out, exist_ok=True)
+    total = len(lambdas) * len(args.seeds)
+    count = [0]
+
+    def wrap(search):
+        count[0] += 1
+        label = f"[{count[0]}/{total}] lambda={search.config.noise_lambda:g} seed={search.config.seed} "
+        return Progress(search, label).run()
+
+    path = os.path.join(args.out, f"{kind}.json")
+    if kind == "compare":
+        data = experiments.compare(config, lambdas, args.seeds, out_path=path, wrap=wrap)
+        print(experiments.format_table(data["runs"]))
+    else:
+        data = experiments.sweep(config, lambdas, args.seeds, out_path=path, wrap=wrap, preset=args.preset)
+        for row in experiments.sweep_summary(data):
+            print(f"lambda {row['noise_lambda']:<5g} skip_share {row['skip_share_mean']:.2f} "
+                  f"[{row['skip_share_min']:.2f}, {row['skip_share_max']:.2f}] accuracy {row['valid_accuracy_mean']:.3f}")
+    done = len(data["runs"])
+    print(f"{done} of {total} searches -> {path}")
+    return 0 if done == total else 130
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m ndarts_edu", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default: cpu)")
+        p.add_argument("--space", help="search space: darts, darts7, s2, s3 (default: the preset's)")
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+        p.add_argument("--threads", type=int, help="torch CPU threads (results depend on it; recorded)")
+        p.add_argument("--dataset", help="digits (embedded), cifar10, folder")
+        p.add_argument("--data-dir", help="folder of the data (cifar10: holds cifar-10-batches-py; folder: train.npz)")
+        p.add_argument("--image-size", type=int)
+        p.add_argument("--layers", type=int)
+        p.add_argument("--channels", type=int)
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--order", type=int, help="1 (first order) or 2 (unrolled, second order)")
+        p.add_argument("--noise-kind", help="gaussian, uniform, multiplicative")
+        p.add_argument("--noise-mean", type=float)
+        p.add_argument("--noise-on", help="skip (NoisyDARTS) or all")
+        p.add_argument("--noise-decay", help="none or cosine")
+        p.add_argument("--weighting", help="softmax (DARTS) or sigmoid (FairDARTS)")
+
+    p = sub.add_parser("search", help="run one search and write DIR/result.json")
+    common(p)
+    p.add_argument("--noise-lambda", type=float, help="noise std relative to std(x) (default 0: plain DARTS)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default="runs/search")
+    p.add_argument("--resume", metavar="DIR", help="continue the search checkpointed in DIR")
+    p.set_defaults(func=cmd_search)
+
+    for kind, text in (("compare", "DARTS (noise 0) against NoisyDARTS over seeds, side by side"),
+                       ("sweep", "a grid of noise levels over seeds (the data behind the noise slider)")):
+        p = sub.add_parser(kind, help=text)
+        common(p)
+        p.add_argument("--noise-lambdas", type=float, nargs="+")
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+        p.add_argument("--out", default=f"runs/{kind}")
+        p.set_defaults(func=lambda args, kind=kind: _many(args, kind))
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

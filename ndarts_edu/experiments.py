@@ -1,0 +1,163 @@
+"""Many searches at once: DARTS against NoisyDARTS over seeds (``compare``), and a grid of noise
+levels (``sweep``) whose summary ships with the package so that a slider answers instantly.
+
+Both return plain data and can save it as JSON as they go, so an interrupted run keeps every
+search it finished.
+"""
+import json
+import os
+import statistics
+import time
+from importlib import resources
+
+from .errors import ConfigError, check_number
+from .search import Search, atomic_write_json
+from .ops import SKIP, space_ops
+
+SWEEP_FORMAT = "ndarts_edu.sweep/1"
+SHIPPED_SWEEP = "datasets/sweep_cpu.json"
+
+
+def _runs(configs, on_result=None, stop=None, out_path=None, wrap=None):
+    results = []
+    for config in configs:
+        if stop is not None and stop.is_set():
+            break
+        search = Search(config)
+        result = search.run(stop=stop) if wrap is None else wrap(search)
+        if result["status"] != "finished":
+            break
+        results.append(result)
+        if on_result:
+            on_result(result)
+        if out_path:
+            atomic_write_json(out_path, {"runs": results})
+    return results
+
+
+def compare(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path=None, wrap=None):
+    """One search per (noise level, seed); ``{"runs": [result, ...]}`` in that order.
+
+    ``wrap(search) -> result`` lets a caller run each search its own way (a progress bar).
+    """
+    lambdas = [check_number("noise_lambda", lam, minimum=0.0) for lam in noise_lambdas]
+    seeds = [int(check_number("seed", s, minimum=0, integer=True)) for s in seeds]
+    if not lambdas or not seeds:
+        raise ConfigError("compare needs at least one noise level and one seed")
+    configs = [base_config.replace(noise_lambda=lam, seed=seed) for lam in lambdas for seed in seeds]
+    return {"runs": _runs(configs, on_result, stop, out_path, wrap)}
+
+
+def summary_table(runs):
+    """Rows ``(noise_lambda, seed, skip_share, genotype_skips, valid_accuracy, seconds)`` and per-lambda means."""
+    rows = [(r["config"]["noise_lambda"], r["config"]["seed"], r["skip_share"], r["genotype_skips"],
+             r["valid_accuracy"], r["seconds"]) for r in runs]
+    means = {}
+    for lam in sorted({row[0] for row in rows}):
+        group = [row for row in rows if row[0] == lam]
+        means[lam] = {
+            "skip_share": statistics.mean(row[2] for row in group),
+            "genotype_skips": statistics.mean(row[3] for row in group),
+            "valid_accuracy": statistics.mean(row[4] for row in group),
+            "seconds": statistics.mean(row[5] for row in group),
+            "seeds": len(group),
+        }
+    return rows, means
+
+
+def format_table(runs):
+    """A side-by-side text table of a compare: one line per seed, one column group per noise level."""
+    rows, means = summary_table(runs)
+    lambdas = sorted(means)
+    seeds = sorted({row[1] for row in rows})
+    by_key = {(row[0], row[1]): row for row in rows}
+    head = "seed " + "".join(f"| lambda={lam:<5g} skip%  skips  acc%   s   " for lam in lambdas)
+    lines = [head, "-" * len(head)]
+    for seed in seeds:
+        cells = []
+        for lam in lambdas:
+            row = by_key.get((lam, seed))
+            cells.append("| " + (f"{'':13}{100 * row[2]:5.1f}  {row[3]:5d}  {100 * row[4]:5.1f} {row[5]:5.1f} "
+                                 if row else " " * 38))
+        lines.append(f"{seed:<5}" + "".join(cells))
+    lines.append("-" * len(head))
+    lines.append("mean " + "".join(
+        f"| {'':13}{100 * m['skip_share']:5.1f}  {m['genotype_skips']:5.2f}  {100 * m['valid_accuracy']:5.1f} "
+        f"{m['seconds']:5.1f} " for m in (means[lam] for lam in lambdas)))
+    return "\n".join(lines)
+
+
+# -- the noise sweep ------------------------------------------------------------------------------
+def sweep_entry(result):
+    """What the slider needs from one search: final and per-epoch skip figures and weights."""
+    ops = result["ops"]
+    skip = ops.index(SKIP)
+    steps = result["history"]["steps"]
+    return {
+        "noise_lambda": result["config"]["noise_lambda"],
+        "seed": result["config"]["seed"],
+        "skip_share": result["skip_share"],
+        "genotype_skips": result["genotype_skips"],
+        "valid_accuracy": result["valid_accuracy"],
+        "seconds": result["seconds"],
+        "genotype": result["genotype"],
+        "weights": result["weights"],
+        "epochs": [{"epoch": e["epoch"], "skip_share": e["skip_share"], "genotype_skips": e["genotype_skips"],
+                    "valid_accuracy": e["valid_accuracy"], "weights": e["weights"]}
+                   for e in result["history"]["epochs"]],
+        # the mean skip weight over the normal cell's edges, step by step: the competition in one line
+        "skip_weight_steps": [round(sum(row[skip] for row in s["weights"]["normal"]) / len(s["weights"]["normal"]), 5)
+                              for s in steps if "weights" in s],
+    }
+
+
+def sweep(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path=None, wrap=None, preset=None):
+    """A grid of noise levels x seeds, summarised for the slider (``SWEEP_FORMAT``)."""
+    data = {"format": SWEEP_FORMAT, "preset": preset, "config": base_config.to_dict(),
+            "ops": list(space_ops(base_config.space)), "environment": None,
+            "noise_lambdas": [float(lam) for lam in noise_lambdas], "seeds": [int(s) for s in seeds], "runs": []}
+
+    def keep(result):
+        data["environment"] = data["environment"] or result["environment"]
+        data["runs"].append(sweep_entry(result))
+        if on_result:
+            on_result(result)
+        if out_path:
+            atomic_write_json(out_path, data)
+
+    compare(base_config, noise_lambdas, seeds, on_result=keep, stop=stop, wrap=wrap)
+    return data
+
+
+def load_sweep(path=None):
+    """The sweep shipped with the package (``path=None``) or one saved by ``sweep``."""
+    if path is None:
+        with resources.files("ndarts_edu").joinpath(SHIPPED_SWEEP).open("r") as f:
+            data = json.load(f)
+    else:
+        if not os.path.exists(path):
+            raise ConfigError(f"no sweep file at {path!r}")
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path!r} is not valid JSON ({error})") from None
+    if data.get("format") != SWEEP_FORMAT:
+        raise ConfigError(f"{path or SHIPPED_SWEEP!r} is not an ndarts_edu sweep (format {data.get('format')!r})")
+    return data
+
+
+def sweep_summary(data):
+    """Per noise level: mean, min and max over seeds of ``skip_share`` and ``valid_accuracy``."""
+    out = []
+    for lam in data["noise_lambdas"]:
+        runs = [r for r in data["runs"] if r["noise_lambda"] == lam]
+        if not runs:
+            continue
+        shares = [r["skip_share"] for r in runs]
+        accs = [r["valid_accuracy"] for r in runs]
+        out.append({"noise_lambda": lam, "seeds": len(runs),
+                    "skip_share_mean": statistics.mean(shares), "skip_share_min": min(shares),
+                    "skip_share_max": max(shares), "valid_accuracy_mean": statistics.mean(accs),
+                    "genotype_skips_mean": statistics.mean(r["genotype_skips"] for r in runs)})
+    return out
