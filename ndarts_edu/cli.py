@@ -1,8 +1,9 @@
 """The command line: ``python -m ndarts_edu {search,compare,sweep,train} ...``.
 
 Every sub-command writes open formats (JSON) to ``--out``; bad input ends with one line on
-stderr and exit status 2, never a traceback; Ctrl-C stops a search after its current step and
-keeps a checkpoint (``search --resume DIR`` continues it).
+stderr and exit status 2, a diverged search or a file that cannot be written with one line and
+status 1, never a traceback; Ctrl-C stops a search after its current step and keeps a checkpoint
+(``search --resume DIR`` continues it; the status is then 130).
 """
 import argparse
 import json
@@ -56,11 +57,13 @@ class Progress:
             self.close()
 
 
+SETTINGS = ("space", "seed", "epochs", "device", "threads", "dataset", "data_dir", "image_size", "layers", "channels",
+            "batch_size", "order", "noise_kind", "noise_mean", "noise_on", "noise_decay", "weighting")
+"""The search settings that flags may set (each ``--name``, default ``None``: the preset's)."""
+
+
 def _config_from(args, noise_lambda=None):
-    overrides = {k: getattr(args, k, None) for k in
-                 ("space", "seed", "epochs", "device", "threads", "dataset", "data_dir", "image_size",
-                  "layers", "channels", "batch_size", "order", "noise_kind", "noise_mean", "noise_on",
-                  "noise_decay", "weighting")}
+    overrides = {k: getattr(args, k, None) for k in SETTINGS}
     overrides["noise_lambda"] = noise_lambda if noise_lambda is not None else getattr(args, "noise_lambda", None)
     return preset_config(args.preset, **overrides)
 
@@ -69,9 +72,13 @@ def cmd_search(args):
     from .search import Search
 
     if args.resume:
+        ignored = _ignored_by_resume(args)
+        if ignored:
+            raise ConfigError(f"--resume continues with the checkpoint's settings; only --epochs and --device may "
+                              f"change, got {', '.join(ignored)}")
         search = Search.resume(args.resume, device=args.device)
         out = args.resume
-        if args.epochs:
+        if args.epochs is not None:
             search.extend(args.epochs)
     else:
         config = _config_from(args)
@@ -79,17 +86,30 @@ def cmd_search(args):
             config = config.replace(noise_lambda=0.0)
         search = Search(config)
         out = args.out
+        try:  # an unwritable --out fails now, not after the first epoch
+            os.makedirs(out, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create the --out folder {out!r} ({error.strerror})") from None
     c = search.config
     print(f"search: {c.space} space, {c.layers} cells x {c.channels} channels, {c.dataset}, noise_lambda={c.noise_lambda}"
           f", seed {c.seed}, {c.epochs} epochs on {search.device} ({search.threads} threads)", file=sys.stderr)
     try:
         result = Progress(search).run(out_dir=out)
     except SearchDiverged as error:
-        raise ConfigError(f"{error} (history and the last good checkpoint are in {out})") from None
+        kept = (f"the last good checkpoint is {os.path.join(out, 'checkpoint.pt')}"
+                if os.path.exists(os.path.join(out, "checkpoint.pt")) else "no epoch finished, so no checkpoint")
+        raise SearchDiverged(f"{error} (the history is in {os.path.join(out, 'result.json')}; {kept})") from None
     print(f"{result['status']}: skip_share {result['skip_share']:.2f}, {result['genotype_skips']} skips in the "
           f"derived normal cell, supernet accuracy {result['valid_accuracy']}, {result['seconds']:.1f} s -> "
           f"{os.path.join(out, 'result.json')}")
     return 0 if result["status"] == "finished" else 130
+
+
+def _ignored_by_resume(args):
+    """The flags given with ``--resume`` that it would ignore (it keeps the checkpoint's settings)."""
+    given = [name for name in SETTINGS + ("noise_lambda",) if getattr(args, name, None) is not None]
+    given += [name for name, default in (("preset", "cpu"), ("out", "runs/search")) if getattr(args, name) != default]
+    return ["--" + name.replace("_", "-") for name in given if name not in ("epochs", "device")]
 
 
 def _many(args, kind):
@@ -121,8 +141,61 @@ def _many(args, kind):
     return 0 if done == total else 130
 
 
+def cmd_train(args):
+    from . import train
+    from .search import atomic_write_json
+
+    genotype, search_config = train.read_genotype_file(args.genotype)
+    # A search's result.json carries its settings: the derived network gets the search's budget.
+    config = train.TrainConfig.from_search(search_config or preset_config(args.preset), epochs=args.epochs, seed=args.seed,
+                                           device=args.device or "auto", threads=args.threads)
+    print(f"train: {config.layers} cells x {config.channels} channels on {config.dataset}, {config.epochs} epochs, "
+          f"seed {config.seed}", file=sys.stderr)
+    result = train.train_genotype(genotype, config, on_epoch=lambda r: print(
+        f"epoch {r['epoch']}/{config.epochs} loss {r['train_loss']:.3f} test accuracy {r['test_accuracy']:.4f} "
+        f"{r['seconds']:.1f}s", file=sys.stderr))
+    os.makedirs(args.out, exist_ok=True)
+    path = atomic_write_json(os.path.join(args.out, "train.json"), result)
+    print(f"{result['status']}: test accuracy {result['test_accuracy']}, {result['params']} parameters, "
+          f"{result['seconds']:.1f} s -> {path}")
+    return 0 if result["status"] == "finished" else 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake in the arguments is one line on stderr (the usage is in ``--help``)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def cmd_ablations(args):
+    from . import ablations
+
+    noise_lambda = args.noise_lambda if args.noise_lambda is not None else preset_noise(args.preset)
+    config = preset_config(args.preset, epochs=args.epochs, device=args.device, threads=args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "ablations.json")
+    count = [0]
+
+    def wrap(search):
+        count[0] += 1
+        c = search.config
+        label = f"[{count[0]}] {c.weighting} {c.noise_kind} lambda={c.noise_lambda:g} mean={c.noise_mean:g} on={c.noise_on} seed={c.seed} "
+        return Progress(search, label).run()
+
+    data = ablations.run_ablations(config, noise_lambda, args.seeds, only=args.only, out_path=path, wrap=wrap,
+                                   preset=args.preset)
+    print(ablations.format_ablations(data))
+    asked = {(key, seed) for key in (args.only or [v["key"] for v in data["variants"]]) for seed in args.seeds}
+    done = asked & {(r["variant"], r["seed"]) for r in data["runs"]}
+    total = len(asked)
+    print(f"{len(done)} of {total} searches -> {path} (the notebooks read "
+          f"ndarts_edu/{ablations.SHIPPED_ABLATIONS}: copy it there to ship it)")
+    return 0 if len(done) == total else 130
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m ndarts_edu", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m ndarts_edu", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
@@ -160,6 +233,28 @@ def build_parser():
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
         p.add_argument("--out", default=f"runs/{kind}")
         p.set_defaults(func=lambda args, kind=kind: _many(args, kind))
+
+    p = sub.add_parser("train", help="train a derived genotype from scratch and write DIR/train.json")
+    p.add_argument("--genotype", required=True, metavar="FILE", help="a search's result.json or a genotype JSON")
+    p.add_argument("--preset", default="cpu", help="budget for a bare genotype file (a result.json brings its own)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", default="runs/train")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ablations", help="the paper's ablations (noise level, kind, mean, target; FairDARTS) over seeds")
+    p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default: cpu)")
+    p.add_argument("--noise-lambda", type=float, help="the NoisyDARTS level the variants use (default: the preset's)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", metavar="VARIANT", help="darts, gaussian_half, gaussian, gaussian_double, "
+                   "uniform, multiplicative, mean_plus, mean_minus, noise_all, fairdarts (default: all)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--threads", type=int, help="torch CPU threads (results depend on it; recorded)")
+    p.add_argument("--out", default="runs/ablations", help="writes DIR/ablations.json; a rerun continues it")
+    p.set_defaults(func=cmd_ablations)
     return parser
 
 
@@ -169,8 +264,18 @@ def main(argv=None):
     try:
         return args.func(args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except SearchDiverged as error:
+        print(f"error: the search diverged: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except OSError as error:  # an --out that cannot be written, a full disk
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error):
+    return " ".join(str(error).split())

@@ -37,6 +37,10 @@ def pick_device(requested="auto"):
         return torch.device("cuda" if cuda_ok else "mps" if mps_ok else "cpu")
     if base == "cuda" and not cuda_ok:
         raise ConfigError(f"device {requested!r} asked for, but this machine has no CUDA GPU; use 'auto' or 'cpu'")
+    index = requested.partition(":")[2]
+    if base == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {requested!r} asked for, but this machine has {torch.cuda.device_count()} "
+                          "CUDA GPU(s), numbered from 0")
     if base == "mps" and not mps_ok:
         raise ConfigError(f"device {requested!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
     try:
@@ -101,7 +105,8 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar")}
+               ("numpy._core.multiarray", "scalar"),
+               ("_codecs", "encode")}  # Python 3's protocol 2 writes bytes as _codecs.encode(str, 'latin1')
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -155,12 +160,24 @@ def cifar10(root, download=False, image_size=None, limit=None):
 
 def _read_npz(path):
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ConfigError(f"{path} holds a single array, not an .npz archive of 'images' and 'labels' "
+                              "(write it with numpy.savez)")
+        with archive:
             images, labels = archive["images"], archive["labels"]
+    except ConfigError:
+        raise
     except KeyError as error:
         raise ConfigError(f"{path} must hold arrays 'images' and 'labels' (missing {error})") from None
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path} is not a readable .npz file ({error})") from None
+    except Exception as error:  # a truncated or corrupt archive fails in many ways (zip, zlib, header)
+        raise ConfigError(f"{path} is not a readable .npz file ({type(error).__name__}: {error})") from None
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+        raise ConfigError(f"{path}: images must be numbers, got dtype {images.dtype}")
+    if len(images) == 0:
+        raise ConfigError(f"{path} holds no images (images has shape {images.shape})")
+    if not np.isfinite(images).all():
+        raise ConfigError(f"{path}: images hold NaN or infinite values")
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
@@ -189,7 +206,7 @@ def folder(path, image_size=None, test_fraction=0.2, split_seed=0):
     else:
         images, labels, test_images, test_labels = _split(images, labels, test_fraction, split_seed)
     train, test = _standardise(_resize(images, image_size), _resize(test_images, image_size))
-    num_classes = int(max(labels.max(), test_labels.max())) + 1
+    num_classes = int(torch.cat([labels, test_labels]).max()) + 1  # the test part may be empty
     return ImageData(os.path.basename(os.path.normpath(path)), train, labels, test, test_labels, num_classes)
 
 
@@ -256,5 +273,10 @@ class Batches:
         return {"generator": self.generator.get_state(), "order": self._order, "position": self._position}
 
     def load_state_dict(self, state):
+        order = state["order"]
+        if order is not None and len(order) != len(self.labels):
+            # Another data set: the saved order would index past it (or miss images).
+            raise ConfigError(f"the saved batches were drawn from {len(order)} images, this data has "
+                              f"{len(self.labels)}: resume with the data the search started with")
         self.generator.set_state(state["generator"])
         self._order, self._position = state["order"], state["position"]

@@ -22,6 +22,9 @@ def check_number(name, value, *, minimum=None, maximum=None, strict=False, integ
 
     ``strict`` makes ``minimum`` exclusive (``> minimum`` instead of ``>= minimum``).
     """
+    # Text and booleans would pass int()/float() here and break later, far from the mistake.
+    if isinstance(value, (str, bytes, bool)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
     try:
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):

@@ -13,16 +13,16 @@ from .search import SearchConfig
 
 PRESETS = {
     "cpu": {
-        "description": "teaching scale: digits, s3 space, 5 cells of 8 channels, 2 CPU threads",
+        "description": "teaching scale: digits, s3 space, 5 cells of 8 channels, 1 CPU thread",
         "noise_lambda": 1.0,
         "config": dict(dataset="digits", space="s3", layers=5, channels=8, nodes=4, epochs=10,
-                       batch_size=64, threads=2),
+                       batch_size=64, w_lr=0.005, alpha_lr=1e-2, threads=1),
     },
     "quick": {
         "description": "a first look in seconds: digits, s3, 3 cells of 4 channels, 2 nodes, 2 epochs",
         "noise_lambda": 1.0,
         "config": dict(dataset="digits", space="s3", layers=3, channels=4, nodes=2, epochs=2,
-                       batch_size=64, threads=2),
+                       batch_size=64, w_lr=0.005, alpha_lr=1e-2, threads=1),
     },
     "paper": {
         "description": "the NoisyDARTS reference search: CIFAR-10, 7 ops, 8 cells of 16 channels, 50 epochs (GPU)",

@@ -37,7 +37,9 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     random.setstate(_as_tuple(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # A checkpoint from a machine with more GPUs: restore the generators of those that exist here.
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def _as_tuple(value):

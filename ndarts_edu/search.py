@@ -21,13 +21,16 @@ The network is in training mode for both steps, so the skip noise is drawn afres
 in eval mode (no noise) for the validation accuracy. A search records plain data (``history``)
 and hands it to callbacks, so live plots, the command line and saved files all see the same thing.
 """
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import pickle
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -44,6 +47,8 @@ from .ops import space_ops
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 RESULT_FORMAT = "ndarts_edu.result/1"
+CHECKPOINT_KEYS = ("config", "model", "w_optimizer", "a_optimizer", "train_batches", "valid_batches", "rng",
+                   "progress", "history")
 
 
 @dataclass
@@ -142,7 +147,12 @@ class SearchConfig:
 
 
 class SearchDiverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the step and the likely causes."""
+    """A loss became NaN or infinite; the message names the step and the likely causes.
+
+    Raised by ``Search.run`` with ``result``: the search's result (status ``"diverged"``, the history so far).
+    """
+
+    result = None
 
 
 def _rounded(rows, digits=6):
@@ -175,7 +185,7 @@ class Search:
         self.model = SuperNet(in_channels=data.shape[0], num_classes=data.num_classes, channels=c.channels,
                               layers=c.layers, nodes=c.nodes, space=c.space, weighting=c.weighting,
                               stem_multiplier=c.stem_multiplier, noise_on=c.noise_on,
-                              skip_drop_path=c.skip_drop_path).to(self.device)
+                              skip_drop_path=c.skip_drop_path).to(self.device).use_channels_last()
         self.model.set_noise(c.noise_lambda, c.noise_kind, c.noise_mean)
         self.op_names = list(self.model.op_names)
         self.weight_params = self.model.weight_parameters()
@@ -261,7 +271,14 @@ class Search:
         self._check_finite("architecture", float(loss))
         for a, g in zip(self.arch_params, grads):
             a.grad = g
+        before = [a.detach().clone() for a in self.arch_params]
         self.a_optimizer.step()
+        if not all(bool(torch.isfinite(a).all()) for a in self.arch_params):
+            # Adam can overflow (a huge alpha_lr) though the loss was finite: undo, so alpha stays usable.
+            with torch.no_grad():
+                for a, b in zip(self.arch_params, before):
+                    a.copy_(b)
+            raise self._diverged("the architecture parameters became non-finite")
         return float(loss)
 
     def weight_step(self, x, y):
@@ -280,11 +297,15 @@ class Search:
     def _check_finite(self, which, loss):
         """Stop before a non-finite loss reaches the parameters, so they stay the last good ones."""
         if not math.isfinite(loss):
-            c = self.config
-            raise SearchDiverged(
-                f"the {which} step's loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}): "
-                f"lower the learning rates (w_lr={c.w_lr}, alpha_lr={c.alpha_lr}) or the noise "
-                f"(noise_lambda={c.noise_lambda}, noise_mean={c.noise_mean})")
+            raise self._diverged(f"the {which} step's loss became {loss}")
+
+    def _diverged(self, what, where=None):
+        """The error for a non-finite value: what, where, and the settings that usually cause it."""
+        c = self.config
+        where = where or f"at step {self.step + 1} (epoch {self.epoch + 1})"
+        return SearchDiverged(
+            f"{what} {where}: lower the learning rates (w_lr={c.w_lr}, alpha_lr={c.alpha_lr}) or the noise "
+            f"(noise_lambda={c.noise_lambda}, noise_mean={c.noise_mean})")
 
     # -- measurement ------------------------------------------------------------------------
     @torch.no_grad()
@@ -348,6 +369,9 @@ class Search:
         """Close the epoch: measure, record, and move the schedules to the next epoch."""
         s = self._sums
         valid_loss, valid_accuracy = self.evaluate()
+        if not math.isfinite(valid_loss):  # e.g. batch-norm statistics that overflowed: checkpoint none of it
+            raise self._diverged(f"the validation loss (eval mode) became {valid_loss}",
+                                 f"at the end of epoch {self.epoch + 1} (step {self.step})")
         weights = self.weights()
         cell = derive.derive_cell(weights["normal"], self.op_names, self._threshold())
         record = {
@@ -413,7 +437,15 @@ class Search:
                     self.save_checkpoint(out_dir)
         except SearchDiverged as error:
             self.status, self.message = "diverged", str(error)
+            error.result = self.result()  # the history so far, also for callers of run_search
             if out_dir:  # keep the last good checkpoint (the last epoch's); save what was learnt
+                self.save_result(out_dir)
+            raise
+        except KeyboardInterrupt:
+            # A second Ctrl-C lands mid-step: no checkpoint of that, the last one stays the consistent one.
+            self.status = "interrupted"
+            self.message = f"interrupted during step {self.step + 1}; a resume continues from the last checkpoint"
+            if out_dir:
                 self.save_result(out_dir)
             raise
         finally:
@@ -423,7 +455,15 @@ class Search:
         return self.result()
 
     def extend(self, epochs):
-        """Continue to ``epochs`` in all (the cosine schedules are planned anew for the new length)."""
+        """Continue to ``epochs`` in all.
+
+        The cosine schedules (the weight learning rate, ``lr_at``, and the noise when
+        ``noise_decay="cosine"``) are planned over ``config.epochs``, so they are planned anew for
+        the new length: the remaining epochs follow the longer curve, and the learning rate jumps up
+        where the run is extended. A 2-epoch run extended to 4 therefore equals a 4-epoch run only
+        when both schedules are flat (``w_lr_min == w_lr``, ``noise_decay="none"``); to pause a
+        run and continue it exactly, plan it at its full length and stop it (``stop``, Ctrl-C).
+        """
         epochs = int(check_number("epochs", epochs, minimum=1, integer=True))
         if epochs < self.epoch:
             raise ConfigError(f"epochs {epochs} is fewer than the {self.epoch} already done")
@@ -482,11 +522,14 @@ class Search:
         }
 
     def load_state_dict(self, state):
+        """Continue from a ``state_dict``; one of another configuration raises ``ConfigError``."""
+        self._check_fits(state)
+        # The batches first: they refuse a state drawn from other data before anything else changes.
+        self.train_batches.load_state_dict(state["train_batches"])
+        self.valid_batches.load_state_dict(state["valid_batches"])
         self.model.load_state_dict(state["model"])
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.a_optimizer.load_state_dict(state["a_optimizer"])
-        self.train_batches.load_state_dict(state["train_batches"])
-        self.valid_batches.load_state_dict(state["valid_batches"])
         repro.set_rng_state(state["rng"])
         p = state["progress"]
         self.epoch, self.step_in_epoch, self.step = p["epoch"], p["step_in_epoch"], p["step"]
@@ -501,27 +544,54 @@ class Search:
                 for g, value in zip(self.w_optimizer.param_groups, lr):
                     g["lr"] = value
 
+    def _check_fits(self, state):
+        """Refuse a state whose model does not fit this search, naming why, before anything is overwritten."""
+        missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise ConfigError(f"the checkpoint lacks {', '.join(missing)}")
+        saved, here = state["model"], self.model.state_dict()
+        if not isinstance(saved, dict):
+            raise ConfigError(f"the checkpoint's model is a {type(saved).__name__}, not a dict of tensors")
+
+        def shape(tensors, name):
+            return tuple(getattr(tensors.get(name), "shape", ()))
+
+        wrong = sorted(set(saved) ^ set(here)) or [name for name in here if shape(saved, name) != shape(here, name)]
+        if not wrong:
+            return
+        name = wrong[0]
+        detail = (f"{name} has shape {shape(saved, name)} there, {shape(here, name)} here"
+                  if name in saved and name in here else f"{name} is in only one of the two models")
+        theirs, ours = state.get("config") or {}, self.config.to_dict()
+        differ = [f"{key} {theirs[key]!r} there, {ours[key]!r} here" for key in ours
+                  if key in theirs and theirs[key] != ours[key] and key not in ("epochs", "device", "threads")]
+        cause = (f"it is from another configuration ({'; '.join(differ)})" if differ
+                 else "its model does not match the configuration saved with it")
+        raise ConfigError(f"the checkpoint does not fit this search: {cause}; {detail}")
+
     def save_checkpoint(self, out_dir):
         """Write ``out_dir/checkpoint.pt`` atomically (write, then rename)."""
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, CHECKPOINT)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        with _replacing(path) as tmp:
+            torch.save(self.state_dict(), tmp)
         return path
 
     @classmethod
     def resume(cls, out_dir, data=None, device=None):
         """Rebuild a search from ``out_dir/checkpoint.pt``, ready to ``run`` on."""
         state = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
-        config = SearchConfig.from_dict(state["config"])
-        if device is not None:
-            config = config.replace(device=device)
-        search = cls(config, data=data)
         try:
+            config = SearchConfig.from_dict(state["config"])
+            if device is not None:
+                config = config.replace(device=device)
+            search = cls(config, data=data)
             search.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            raise ConfigError(f"checkpoint in {out_dir!r} does not fit its own configuration ({error})") from None
+        except ConfigError as error:
+            raise ConfigError(f"cannot resume from {out_dir!r}: {error}") from None
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as error:
+            raise ConfigError(f"checkpoint in {out_dir!r} does not fit its own configuration "
+                              f"({type(error).__name__}: {' '.join(str(error).split())})") from None
         return search
 
 
@@ -530,20 +600,40 @@ def load_checkpoint(path):
     if not os.path.exists(path):
         raise ConfigError(f"no checkpoint at {path!r}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt, or a pickle that asks for code
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot load checkpoint {path!r}: {first_line}") from None
+        with warnings.catch_warnings():  # a corrupt file can make torch warn too: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text here advises weights_only=False: not for a student
+        raise ConfigError(f"refused to load checkpoint {path!r}: it holds something other than tensors and "
+                          "plain data (loading it could run code), or it is corrupt") from None
+    except Exception as error:  # truncated or corrupt
+        first = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"cannot load checkpoint {path!r}: the file is truncated or corrupt ({first})") from None
     if not isinstance(state, dict) or state.get("format") != RESULT_FORMAT:
         raise ConfigError(f"{path!r} is not an ndarts_edu search checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["config"], dict):
+        raise ConfigError(f"checkpoint {path!r} is incomplete (missing or malformed: {', '.join(missing) or 'config'})")
     return state
 
 
-def atomic_write_json(path, data):
+@contextlib.contextmanager
+def _replacing(path):
+    """Yield a temporary name to write; rename it to ``path`` when done, remove it on any failure."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:  # an error or a Ctrl-C mid-write: the old file stays whole, no stray temp file
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_json(path, data):
+    """Write ``data`` as JSON to ``path`` atomically (write, then rename)."""
+    with _replacing(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, allow_nan=False)
-    os.replace(tmp, path)
     return path
 
 
