@@ -1,0 +1,465 @@
+"""Figures of a search, drawn with plotly from plain data alone.
+
+Every view reads what a search hands out (a result dict as in ``result.json``, the live
+``Search.history``, an entry of the noise sweep), so a saved result draws exactly like a live run.
+
+- ``alpha_competition``: the weights ``f(alpha)`` of each op over the steps, edge by edge, one
+  column per run on shared axes (DARTS next to NoisyDARTS).
+- ``final_weights``: the last weights of a cell as a heatmap (edges x ops).
+- ``skip_share_vs_noise`` and ``sweep_view``: the noise sweep, ``skip_share`` against ``lambda``
+  (mean and spread over seeds), and what one noise level looks like (what the slider shows).
+- ``cell_graph`` / ``cell_graphs``: the derived cell as a graph (no graphviz needed).
+
+A view that is redrawn comes as a pair: ``view(...)`` builds the figure (layout, styles) once and
+``view_frame(...)`` computes only what changes, a ``Frame``; ``apply_frame`` writes a frame into
+the figure with one ``plotly_restyle`` per kind of trace, which is some 10x cheaper than setting
+trace attributes one by one (it matters at 5 redraws a second). ``LiveFigure`` shows a figure so
+that it can be redrawn in place: a ``FigureWidget`` where anywidget is installed, else a display
+handle, chosen by the ``NDARTS_EDU_LIVE`` environment variable (``auto``, ``widget``, ``static``).
+"""
+import importlib.util
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import derive
+from .errors import ConfigError, check_choice
+from .experiments import sweep_summary
+from .network import edge_inputs
+from .ops import NONE, SKIP
+
+CELLS = ("normal", "reduce")
+
+OP_COLORS = {
+    SKIP: "#d62728",  # the op that wins unfairly: red everywhere
+    NONE: "#9e9e9e",
+    "sep_conv_3x3": "#1f77b4",
+    "sep_conv_5x5": "#6baed6",
+    "dil_conv_3x3": "#2ca02c",
+    "dil_conv_5x5": "#98df8a",
+    "max_pool_3x3": "#9467bd",
+    "avg_pool_3x3": "#ff7f0e",
+}
+FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+
+
+# -- names ---------------------------------------------------------------------------------------
+def state_name(state):
+    """States of a cell: 0 and 1 are the two previous cells' outputs, 2, 3, ... its own nodes."""
+    return ("c\u2096\u208b\u2082", "c\u2096\u208b\u2081")[state] if state < 2 else str(state - 2)
+
+
+def edge_labels(num_edges):
+    """``"c_{k-1} -> 0"`` and so on, in the edge order of ``network.edge_inputs``."""
+    nodes = derive._nodes_of(num_edges)
+    return [f"{state_name(source)}\u2192{node}" for node, source in edge_inputs(nodes)]
+
+
+def noise_of(run):
+    """``(noise_lambda, noise_mean, noise_kind)`` of a result or a sweep entry."""
+    config = run.get("config", run)
+    return (float(config.get("noise_lambda", 0.0)), float(config.get("noise_mean", 0.0)),
+            config.get("noise_kind", "gaussian"))
+
+
+def run_title(run):
+    """``DARTS (λ = 0)`` or ``NoisyDARTS (λ = 0.5)``, with the kind and mean when they are not the paper's."""
+    lam, mean, kind = noise_of(run)
+    if lam == 0 and mean == 0:
+        return "DARTS (\u03bb = 0)"
+    extra = "" if kind == "gaussian" else f", {kind}"
+    extra += "" if mean == 0 else f", \u03bc = {mean:g}"
+    return f"NoisyDARTS (\u03bb = {lam:g}{extra})"
+
+
+# -- frames: what changes between redraws --------------------------------------------------------
+@dataclass
+class Frame:
+    """The changing part of a view: each trace's data (in trace order), the title, the subplot titles."""
+
+    traces: list
+    title: str = None
+    subplot_titles: list = field(default_factory=list)
+
+
+def apply_frame(fig, frame):
+    """Write ``frame`` into ``fig``: one ``plotly_restyle`` per group of traces with the same keys."""
+    groups = {}
+    for index, values in enumerate(frame.traces):
+        groups.setdefault(tuple(sorted(values)), []).append(index)
+    for keys, indexes in groups.items():
+        if keys:
+            fig.plotly_restyle({k: [frame.traces[i][k] for i in indexes] for k in keys}, trace_indexes=indexes)
+    if frame.title is not None:
+        fig.layout.title.text = frame.title
+    for annotation, text in zip(fig.layout.annotations, frame.subplot_titles):
+        annotation.text = text
+    return fig
+
+
+def _figure(frame, build):
+    fig = build()
+    apply_frame(fig, frame)
+    fig.update_layout(font=FONT, template="plotly_white", margin=dict(l=60, t=90, b=60))
+    return fig
+
+
+# -- the alpha competition -----------------------------------------------------------------------
+def weight_history(run, cell="normal"):
+    """``(x, x_label, rows_over_time)``: the weights ``f(alpha)`` of ``cell`` as they were recorded.
+
+    A result or a live history gives one point per recorded step (``record_every``), or per epoch
+    when no step was recorded; a sweep entry gives one point per epoch.
+    """
+    check_choice("cell", cell, CELLS)
+    history = run.get("history")
+    if history is not None:
+        steps = [s for s in history.get("steps", []) if "weights" in s]
+        if steps:
+            return [s["step"] for s in steps], "step", [s["weights"][cell] for s in steps]
+        epochs = history.get("epochs", [])
+        return [e["step"] for e in epochs], "step", [e["weights"][cell] for e in epochs]
+    epochs = run.get("epochs", [])
+    return [e["epoch"] for e in epochs], "epoch", [e["weights"][cell] for e in epochs]
+
+
+def _num_edges(run, cell):
+    _, _, rows = weight_history(run, cell)
+    if rows:
+        return len(rows[0])
+    if "weights" in run:
+        return len(run["weights"][cell])
+    return len(edge_inputs(run["config"]["nodes"]))
+
+
+def alpha_competition_frame(runs, cell="normal", titles=None):
+    """Per run, edge and op (in that order) the op's weight over the steps; titles with the skip share."""
+    traces, subplot_titles = [], []
+    for index, run in enumerate(runs):
+        x, x_label, rows = weight_history(run, cell)
+        ops = run["ops"]
+        for edge in range(_num_edges(run, cell)):
+            for k in range(len(ops)):
+                traces.append({"x": x, "y": [r[edge][k] for r in rows]})
+        title = titles[index] if titles else run_title(run)
+        if rows:
+            share = derive.skip_share(rows[-1], ops)
+            title += f"<br><sup>{x_label} {x[-1]}: skip strongest on {share:.0%} of the edges</sup>"
+        subplot_titles.append(title)
+    return Frame(traces, subplot_titles=subplot_titles)
+
+
+def alpha_competition(runs, cell="normal", titles=None):
+    """The weight of every op over the steps, one row per edge, one column per run, shared axes.
+
+    ``runs``: results (``Search.result()``), live snapshots (``{"ops", "config", "history"}``)
+    or sweep entries (drawn per epoch). The runs must share the space and the cell size.
+    """
+    if not runs:
+        raise ConfigError("alpha_competition needs at least one run")
+    ops, edges = runs[0]["ops"], _num_edges(runs[0], cell)
+    for run in runs[1:]:
+        if run["ops"] != ops or _num_edges(run, cell) != edges:
+            raise ConfigError(f"runs to compare must share ops and cell size; got {run['ops']} with "
+                              f"{_num_edges(run, cell)} edges against {ops} with {edges}")
+    x_label = weight_history(runs[0], cell)[1]
+
+    def build():
+        height = 170 + 56 * edges
+        fig = make_subplots(rows=edges, cols=len(runs), shared_xaxes=True, shared_yaxes=True,
+                            column_titles=[" "] * len(runs), row_titles=edge_labels(edges),
+                            vertical_spacing=min(0.025, 1 / max(edges - 1, 1)), horizontal_spacing=0.04)
+        for col in range(len(runs)):
+            for edge in range(edges):
+                for name in ops:
+                    fig.add_trace(go.Scatter(
+                        mode="lines", name=name, legendgroup=name, showlegend=(col == 0 and edge == 0),
+                        line=dict(color=OP_COLORS.get(name), width=3 if name == SKIP else 1.5),
+                        hovertemplate=f"{name}<br>{x_label} %{{x}}: %{{y:.3f}}<extra></extra>"),
+                        row=edge + 1, col=col + 1)
+        fig.update_yaxes(range=[0, 1], tickvals=[0, 0.5, 1], ticktext=["0", "", "1"], tickfont=dict(size=9))
+        fig.update_xaxes(title_text=x_label, row=edges)
+        # edge names beside the last column, read horizontally
+        fig.update_annotations(textangle=0, xanchor="left", x=1.01, font_size=11, selector=dict(textangle=90))
+        fig.update_layout(height=height, title=dict(text=f"f(\u03b1) on each edge of the {cell} cell"),
+                          legend=dict(orientation="h", y=-75 / (height - 180), yanchor="top", x=0),
+                          margin=dict(r=80, b=90))
+        return fig
+
+    return _figure(alpha_competition_frame(runs, cell, titles), build)
+
+
+# -- final weights -------------------------------------------------------------------------------
+def final_weights(runs, cell="normal", titles=None):
+    """The last weights of ``cell`` as heatmaps (edges x ops), one per run, side by side."""
+    runs = runs if isinstance(runs, (list, tuple)) else [runs]
+    fig = make_subplots(rows=1, cols=len(runs), shared_yaxes=True, horizontal_spacing=0.05,
+                        subplot_titles=[titles[i] if titles else run_title(r) for i, r in enumerate(runs)])
+    for col, run in enumerate(runs):
+        rows = run["weights"][cell]
+        fig.add_trace(go.Heatmap(z=rows, x=run["ops"], y=edge_labels(len(rows)), zmin=0, zmax=1,
+                                 colorscale="Blues", showscale=col == len(runs) - 1, texttemplate="%{z:.2f}",
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"), row=1, col=col + 1)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(font=FONT, template="plotly_white", height=140 + 26 * len(runs[0]["weights"][cell]),
+                      title=f"final f(\u03b1), {cell} cell")
+    return fig
+
+
+# -- the noise sweep -----------------------------------------------------------------------------
+def sweep_runs(sweep, noise_lambda):
+    """The sweep's entries at ``noise_lambda``, in seed order (``ConfigError`` if it has none)."""
+    runs = sorted((r for r in sweep["runs"] if math.isclose(r["noise_lambda"], noise_lambda)),
+                  key=lambda r: r["seed"])
+    if not runs:
+        allowed = ", ".join(f"{lam:g}" for lam in sweep["noise_lambdas"])
+        raise ConfigError(f"noise_lambda {noise_lambda!r} is not in the sweep; allowed: {allowed}")
+    return runs
+
+
+def sweep_run(sweep, noise_lambda, seed):
+    """One entry of the sweep with the sweep's ops and config, so that it draws like a result."""
+    entry = next((r for r in sweep_runs(sweep, noise_lambda) if r["seed"] == seed), None)
+    if entry is None:
+        raise ConfigError(f"seed {seed!r} is not in the sweep; allowed: {', '.join(map(str, sweep['seeds']))}")
+    config = {**sweep["config"], "noise_lambda": entry["noise_lambda"], "seed": entry["seed"]}
+    return {**entry, "ops": sweep["ops"], "config": config}
+
+
+def sweep_row(sweep, noise_lambda):
+    """``sweep_summary``'s row at ``noise_lambda``: mean, min and max of the skip share over seeds."""
+    sweep_runs(sweep, noise_lambda)
+    return next(r for r in sweep_summary(sweep) if math.isclose(r["noise_lambda"], noise_lambda))
+
+
+def _skip_share_traces(sweep, noise_lambda):
+    rows = sweep_summary(sweep)
+    lams = [r["noise_lambda"] for r in rows]
+    seeds = [(r["noise_lambda"], r["skip_share"]) for r in sweep["runs"]]
+    picked = sweep_row(sweep, noise_lambda)["skip_share_mean"] if noise_lambda is not None else None
+    return [
+        {"x": lams + lams[::-1], "y": [r["skip_share_max"] for r in rows] + [r["skip_share_min"] for r in rows][::-1]},
+        {"x": [lam for lam, _ in seeds], "y": [share for _, share in seeds]},
+        {"x": lams, "y": [r["skip_share_mean"] for r in rows]},
+        {"x": [] if picked is None else [noise_lambda], "y": [] if picked is None else [picked]},
+    ]
+
+
+def _add_skip_share_traces(fig, **where):
+    fig.add_trace(go.Scatter(fill="toself", fillcolor="rgba(214,39,40,0.15)", line=dict(width=0),
+                             hoverinfo="skip", name="min to max over seeds"), **where)
+    fig.add_trace(go.Scatter(mode="markers", marker=dict(color="rgba(214,39,40,0.5)", size=6), name="one seed",
+                             hovertemplate="\u03bb %{x:g}: %{y:.0%}<extra>one seed</extra>"), **where)
+    fig.add_trace(go.Scatter(mode="lines+markers", line=dict(color=OP_COLORS[SKIP], width=3), name="mean over seeds",
+                             hovertemplate="\u03bb %{x:g}: %{y:.0%}<extra>mean</extra>"), **where)
+    fig.add_trace(go.Scatter(mode="markers", marker=dict(symbol="circle-open", size=18, color="black",
+                                                         line=dict(width=3)),
+                             name="slider", showlegend=False, hoverinfo="skip"), **where)
+
+
+def skip_share_vs_noise(sweep, noise_lambda=None):
+    """``skip_share`` (edges whose strongest op is skip) against the noise level: mean, seeds, spread."""
+    def build():
+        fig = go.Figure()
+        _add_skip_share_traces(fig)
+        fig.update_xaxes(title_text="noise \u03bb (std of the noise / std(x))")
+        fig.update_yaxes(title_text="skip share, normal cell", range=[-0.02, 1.02], tickformat=".0%")
+        fig.update_layout(height=380, title="skip domination against the noise level")
+        return fig
+
+    return _figure(Frame(_skip_share_traces(sweep, noise_lambda)), build)
+
+
+def sweep_view_frame(sweep, noise_lambda, seed=None):
+    """What the slider changes: the marker, the skip weight curves, the final weights, the title."""
+    runs = sweep_runs(sweep, noise_lambda)
+    if seed is not None and seed not in [r["seed"] for r in runs]:
+        raise ConfigError(f"seed {seed!r} is not in the sweep; allowed: {', '.join(map(str, sweep['seeds']))}")
+    every = sweep["config"].get("record_every", 1) or 1
+    darts = sweep_runs(sweep, 0.0) if any(lam == 0 for lam in sweep["noise_lambdas"]) else []
+    traces = _skip_share_traces(sweep, noise_lambda)
+    # the mean skip weight of the normal cell, step by step: the competition in one line per seed
+    darts_mean = [statistics.mean(values) for values in zip(*(r["skip_weight_steps"] for r in darts))]
+    traces.append({"x": [every * (i + 1) for i in range(len(darts_mean))], "y": darts_mean})
+    for seed_value in sweep["seeds"]:
+        run = next((r for r in runs if r["seed"] == seed_value), None)
+        steps = run["skip_weight_steps"] if run else []
+        traces.append({"x": [every * (i + 1) for i in range(len(steps))], "y": steps,
+                       "opacity": 1.0 if seed in (None, seed_value) else 0.2})
+    shown = [r for r in runs if seed is None or r["seed"] == seed]
+    cells = [r["weights"]["normal"] for r in shown]
+    rows = [[statistics.mean(values) for values in zip(*edge)] for edge in zip(*cells)]  # mean over the seeds
+    traces.append({"z": rows})
+    row = sweep_row(sweep, noise_lambda)
+    who = "mean over seeds" if seed is None else f"seed {seed}"
+    share = row["skip_share_mean"] if seed is None else shown[0]["skip_share"]
+    title = (f"noise \u03bb = {noise_lambda:g}: skip is the strongest op on {share:.0%} of the normal cell's "
+             f"edges ({who})")
+    return Frame(traces, title=title)
+
+
+def sweep_view(sweep, noise_lambda=None, seed=None):
+    """Three panels for one noise level of a sweep: where it sits on the skip-share curve, the skip
+    weight during the search (DARTS's mean for reference), the final weights of the normal cell."""
+    noise_lambda = sweep["noise_lambdas"][0] if noise_lambda is None else noise_lambda
+    ops = sweep["ops"]
+    edges = len(sweep["runs"][0]["weights"]["normal"])
+
+    def build():
+        fig = make_subplots(rows=1, cols=3, column_widths=[0.34, 0.33, 0.33], horizontal_spacing=0.09,
+                            subplot_titles=["skip share against the noise",
+                                            "mean skip weight f(\u03b1_skip) while searching",
+                                            "final f(\u03b1), normal cell"])
+        _add_skip_share_traces(fig, row=1, col=1)
+        fig.add_trace(go.Scatter(mode="lines", line=dict(color="grey", dash="dash", width=2),
+                                 name="DARTS (\u03bb = 0), mean"), row=1, col=2)
+        for seed_value in sweep["seeds"]:
+            fig.add_trace(go.Scatter(mode="lines", line=dict(color=OP_COLORS[SKIP], width=2),
+                                     name=f"seed {seed_value}", showlegend=False,
+                                     hovertemplate=f"seed {seed_value}, step %{{x}}: %{{y:.3f}}<extra></extra>"),
+                          row=1, col=2)
+        fig.add_trace(go.Heatmap(x=list(ops), y=edge_labels(edges), zmin=0, zmax=1, colorscale="Blues",
+                                 texttemplate="%{z:.2f}", showscale=False,
+                                 hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"), row=1, col=3)
+        fig.add_hline(y=1 / len(ops), line=dict(color="black", dash="dot", width=1), row=1, col=2,
+                      annotation_text="uniform 1/|ops|", annotation_position="bottom right")
+        fig.update_xaxes(title_text="noise \u03bb", row=1, col=1)
+        fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%", row=1, col=1)
+        fig.update_xaxes(title_text="step", row=1, col=2)
+        fig.update_yaxes(range=[0, 1], row=1, col=2)
+        fig.update_yaxes(autorange="reversed", row=1, col=3)
+        fig.update_layout(height=430, legend=dict(orientation="h", y=-0.25, x=0))
+        return fig
+
+    return _figure(sweep_view_frame(sweep, noise_lambda, seed), build)
+
+
+# -- the derived cell ----------------------------------------------------------------------------
+def _cell_positions(nodes):
+    """Where each state sits: the inputs on the left, the nodes in a zig-zag, the output on the right."""
+    spots = {0: (0.0, 1.0), 1: (0.0, -1.0)}
+    for i in range(nodes):
+        spots[2 + i] = (1.0 + i, 0.55 if i % 2 == 0 else -0.55)
+    spots["out"] = (nodes + 1.0, 0.0)
+    return spots
+
+
+def _curve(a, b, bend):
+    """A quadratic Bezier from a to b, bowed sideways by ``bend`` so parallel edges stay apart."""
+    (x0, y0), (x1, y1) = a, b
+    cx, cy = (x0 + x1) / 2 - bend * (y1 - y0), (y0 + y1) / 2 + bend * (x1 - x0)
+    ts = [i / 20 for i in range(21)]
+    xs = [(1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t * t * x1 for t in ts]
+    ys = [(1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t * t * y1 for t in ts]
+    return xs, ys
+
+
+def _add_cell(fig, genotype, cell, **where):
+    pairs = genotype[cell]
+    concat = genotype.get(f"{cell}_concat") or sorted({2 + i // 2 for i in range(len(pairs))})
+    nodes = max(concat) - 1
+    spots = _cell_positions(nodes)
+    for state in concat:  # every node feeds the cell's output (concatenation)
+        xs, ys = _curve(spots[state], spots["out"], 0.0)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#cccccc", width=1, dash="dot"),
+                                 hoverinfo="skip", showlegend=False), **where)
+    labels = []
+    for i, (op, source) in enumerate(pairs):
+        target = 2 + i // 2  # two inputs per node, in node order
+        xs, ys = _curve(spots[source], spots[target], 0.15 if i % 2 else -0.15)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="text",
+                                 text=f"{op}: {state_name(source)} \u2192 {state_name(target)}",
+                                 line=dict(color=OP_COLORS.get(op, "black"), width=5 if op == SKIP else 2.5)),
+                      **where)
+        labels.append((xs[10], ys[10], op))
+    fig.add_trace(go.Scatter(x=[x for x, _, _ in labels], y=[y for _, y, _ in labels], mode="text",
+                             text=[op.replace("_connect", "") for *_, op in labels], showlegend=False,
+                             textfont=dict(size=11, color=[OP_COLORS.get(op, "black") for *_, op in labels]),
+                             hoverinfo="skip"), **where)
+    states = [0, 1, *range(2, 2 + nodes), "out"]
+    fills = ["#fff3bf" if s in (0, 1, "out") else "#dbe9f6" for s in states]  # cell inputs and output in yellow
+    fig.add_trace(go.Scatter(x=[spots[s][0] for s in states], y=[spots[s][1] for s in states],
+                             mode="markers+text", text=[state_name(s) if s != "out" else "c\u2096" for s in states],
+                             textposition="middle center", hoverinfo="skip", showlegend=False,
+                             marker=dict(size=30, color=fills, line=dict(color="#555", width=1.5))), **where)
+
+
+def cell_graphs(genotypes, titles=None, cell="normal"):
+    """Derived cells side by side: edges coloured by op, skip edges thick and red."""
+    genotypes = genotypes if isinstance(genotypes, (list, tuple)) else [genotypes]
+    titles = titles or [""] * len(genotypes)
+    counted = [f"{t}{': ' if t else ''}{derive.genotype_skips(g[cell])} skip of {len(g[cell])} ops"
+               for t, g in zip(titles, genotypes)]
+    fig = make_subplots(rows=1, cols=len(genotypes), subplot_titles=counted, horizontal_spacing=0.04)
+    for col, genotype in enumerate(genotypes):
+        _add_cell(fig, genotype, cell, row=1, col=col + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, range=[-1.5, 1.5])
+    fig.update_layout(font=FONT, template="plotly_white", height=320, margin=dict(l=20, r=20, t=70, b=20),
+                      title=f"derived {cell} cells")
+    return fig
+
+
+def cell_graph(genotype, cell="normal", title=None):
+    """One derived cell as a graph (see ``cell_graphs``)."""
+    return cell_graphs([genotype], [title or ""], cell)
+
+
+# -- a figure that redraws in place --------------------------------------------------------------
+LIVE_MODES = ("auto", "widget", "static")
+LIVE_ENV = "NDARTS_EDU_LIVE"
+
+
+def live_mode(requested=None):
+    """``widget`` or ``static``: ``requested``, else ``$NDARTS_EDU_LIVE``, else ``auto`` (widget if
+    anywidget is installed: plotly's ``FigureWidget`` needs it)."""
+    mode = requested or os.environ.get(LIVE_ENV) or "auto"
+    check_choice(f"live figure mode (argument or ${LIVE_ENV})", mode, LIVE_MODES)
+    if mode == "auto":
+        has_widgets = all(importlib.util.find_spec(m) is not None for m in ("anywidget", "ipywidgets"))
+        mode = "widget" if has_widgets else "static"
+    return mode
+
+
+class LiveFigure:
+    """A figure shown once and redrawn in place by ``redraw(frame)``.
+
+    ``widget``: a plotly ``FigureWidget``, updated through its comm (one message per redraw).
+    ``static``: the plain figure shown through a display handle, replaced on every redraw; works
+    wherever Jupyter output works, without any widget frontend.
+    """
+
+    def __init__(self, figure, mode=None, css_class=None):
+        self.mode = live_mode(mode)
+        self.figure = go.FigureWidget(figure) if self.mode == "widget" else figure
+        if css_class and self.mode == "widget":
+            self.figure.add_class(css_class)
+        self._handle = None
+        self.redraws = 0
+
+    @property
+    def widget(self):
+        """The ``FigureWidget`` to place in a widget layout (``None`` in static mode)."""
+        return self.figure if self.mode == "widget" else None
+
+    def redraw(self, frame):
+        with self.figure.batch_update():
+            apply_frame(self.figure, frame)
+        if self._handle is not None:
+            self._handle.update(self.figure._repr_mimebundle_(), raw=True)
+        self.redraws += 1
+
+    def show(self):
+        from IPython.display import display
+
+        if self.mode == "widget":
+            display(self.figure)
+        else:
+            self._handle = display(self.figure._repr_mimebundle_(), raw=True, display_id=True)
+
+    def _ipython_display_(self):
+        self.show()
