@@ -44,7 +44,6 @@ class SearchCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
-        self.channels_last = False
         # Bring both inputs to C channels and the same resolution.
         self.preprocess0 = (
             FactorizedReduce(C_prev_prev, C, affine=False)
@@ -96,6 +95,7 @@ class SuperNet(nn.Module):
         self.op_names = space_ops(space)
         self.weighting = check_choice("weighting", weighting, WEIGHTINGS)
         self.nodes = nodes
+        self.channels_last = False  # use_channels_last() turns it on
 
         C_curr = stem_multiplier * channels
         self.stem = nn.Sequential(
