@@ -1,0 +1,126 @@
+"""compare (DARTS against NoisyDARTS over seeds), its table, and the noise sweep with its summary."""
+import pytest
+
+from ndarts_edu import experiments
+from ndarts_edu.errors import ConfigError
+from ndarts_edu.experiments import compare, format_table, summary_table, sweep, sweep_summary
+
+
+@pytest.fixture
+def quick_config(tiny_config):
+    # compare and sweep load the digits themselves: batches of 256 make an epoch of 2 steps.
+    return tiny_config.replace(batch_size=256)
+
+
+def test_compare_runs_in_order(quick_config):
+    seen = []
+    out = compare(quick_config, [0.0, 0.5], [0], on_result=seen.append)
+    runs = out["runs"]
+    assert [r["config"]["noise_lambda"] for r in runs] == [0.0, 0.5]
+    assert [r["config"]["seed"] for r in runs] == [0, 0]
+    assert all(r["status"] == "finished" and r["epochs_done"] == 1 for r in runs)
+    assert seen == runs
+    # the noise level is the only difference between the two
+    a, b = (dict(r["config"]) for r in runs)
+    a.pop("noise_lambda"), b.pop("noise_lambda")
+    assert a == b
+    table = format_table(runs)
+    seed_lines = [line for line in table.splitlines() if line.split("|")[0].strip() == "0"]
+    assert len(seed_lines) == 1 and seed_lines[0].count("|") == 2
+
+
+def test_compare_rejects_empty_and_bad_inputs(quick_config):
+    with pytest.raises(ConfigError):
+        compare(quick_config, [], [0])
+    with pytest.raises(ConfigError):
+        compare(quick_config, [0.1], [])
+    with pytest.raises(ConfigError, match="noise_lambda"):
+        compare(quick_config, [-0.1], [0])
+
+
+def _run(lam, seed, share, skips, acc, seconds=1.0):
+    return {"config": {"noise_lambda": lam, "seed": seed}, "skip_share": share, "genotype_skips": skips,
+            "valid_accuracy": acc, "seconds": seconds}
+
+
+RUNS = [_run(0.0, s, 0.5 + 0.1 * s, 4 + s, 0.8) for s in range(3)] + \
+       [_run(1.0, s, 0.1 * s, s, 0.9) for s in range(3)]
+
+
+def test_summary_table_means():
+    rows, means = summary_table(RUNS)
+    assert len(rows) == 6
+    assert means[0.0]["skip_share"] == pytest.approx(0.6) and means[0.0]["genotype_skips"] == pytest.approx(5)
+    assert means[1.0]["skip_share"] == pytest.approx(0.1) and means[1.0]["seeds"] == 3
+
+
+def test_format_table_has_a_line_per_seed():
+    lines = format_table(RUNS).splitlines()
+    seed_lines = [line for line in lines if line[:5].strip().isdigit()]
+    assert [int(line[:5]) for line in seed_lines] == [0, 1, 2]
+    assert all(line.count("|") == 2 for line in seed_lines)  # one column group per noise level
+    assert "lambda=0" in lines[0] and "lambda=1" in lines[0]
+    mean_line = next(line for line in lines if line.startswith("mean"))
+    assert "60.0" in mean_line and "10.0" in mean_line  # mean skip shares in percent
+    assert len(lines) == 2 + 3 + 2
+
+
+def test_format_table_leaves_missing_runs_blank():
+    lines = format_table(RUNS[:4]).splitlines()  # lambda 1.0 only has seed 0
+    seed_lines = [line for line in lines if line[:5].strip().isdigit()]
+    assert len(seed_lines) == 3
+    assert seed_lines[1].rstrip().endswith("|")
+
+
+def test_sweep_format_and_summary(quick_config, tmp_path):
+    path = tmp_path / "sweep.json"
+    data = sweep(quick_config.replace(record_every=1), [0.0, 1.0], [0], out_path=str(path), preset="test")
+    assert data["format"] == experiments.SWEEP_FORMAT and data["preset"] == "test"
+    assert data["noise_lambdas"] == [0.0, 1.0] and data["seeds"] == [0]
+    assert data["ops"] == ["none", "skip_connect", "sep_conv_3x3"]
+    assert data["environment"]["torch_threads"] == 1
+    assert [r["noise_lambda"] for r in data["runs"]] == [0.0, 1.0]
+    for run in data["runs"]:
+        assert len(run["epochs"]) == 1 and len(run["skip_weight_steps"]) == 2
+        assert len(run["weights"]["normal"]) == 5 and 0 <= run["skip_share"] <= 1
+    assert experiments.load_sweep(str(path)) == data
+    summary = sweep_summary(data)
+    assert [s["noise_lambda"] for s in summary] == [0.0, 1.0]
+    assert summary[1]["skip_share_mean"] == data["runs"][1]["skip_share"]
+
+
+def test_sweep_summary_aggregates_over_seeds():
+    data = {"noise_lambdas": [0.0, 0.5, 1.0], "runs": [
+        {"noise_lambda": 0.0, "skip_share": 0.8, "valid_accuracy": 0.5, "genotype_skips": 6},
+        {"noise_lambda": 0.0, "skip_share": 0.4, "valid_accuracy": 0.7, "genotype_skips": 2},
+        {"noise_lambda": 1.0, "skip_share": 0.1, "valid_accuracy": 0.9, "genotype_skips": 1},
+    ]}
+    summary = sweep_summary(data)
+    assert [s["noise_lambda"] for s in summary] == [0.0, 1.0]  # a level without runs is left out
+    first = summary[0]
+    assert first["seeds"] == 2
+    assert first["skip_share_mean"] == pytest.approx(0.6)
+    assert (first["skip_share_min"], first["skip_share_max"]) == (0.4, 0.8)
+    assert first["valid_accuracy_mean"] == pytest.approx(0.6) and first["genotype_skips_mean"] == 4
+
+
+def test_load_sweep_rejects_other_files(tmp_path):
+    with pytest.raises(ConfigError, match="no sweep"):
+        experiments.load_sweep(str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    with pytest.raises(ConfigError, match="not an ndarts_edu sweep"):
+        experiments.load_sweep(str(bad))
+
+
+def test_shipped_sweep_summarises_every_level():
+    data = experiments.load_sweep()
+    assert data["format"] == experiments.SWEEP_FORMAT
+    assert len(data["runs"]) == len(data["noise_lambdas"]) * len(data["seeds"])
+    summary = sweep_summary(data)
+    assert [s["noise_lambda"] for s in summary] == data["noise_lambdas"]
+    for s in summary:
+        shares = [r["skip_share"] for r in data["runs"] if r["noise_lambda"] == s["noise_lambda"]]
+        assert s["seeds"] == len(data["seeds"])
+        assert s["skip_share_min"] <= s["skip_share_mean"] <= s["skip_share_max"]
+        assert s["skip_share_mean"] == pytest.approx(sum(shares) / len(shares))
