@@ -5,7 +5,7 @@ Usage (from the repository root, with the package installed)::
     python benchmarks/bench_search.py --space darts --channels 8 --layers 5 --batch 32 \\
         --image-size 16 --order 1 --steps 5 --threads 2
     python benchmarks/bench_search.py ... --order 1 2        # one fresh process per order
-    python benchmarks/bench_search.py --preset quick --threads 2
+    python benchmarks/bench_search.py --preset cpu      # a whole search, at the preset's own thread count
 
 A step is ``Search.train_one_step``: one architecture step on a batch of the valid half (first or
 second order) and one weight step on a batch of the train half, with NoisyDARTS's skip noise on
@@ -140,7 +140,7 @@ def measure_preset(args):
     return {"benchmark": "preset_search", "preset": args.preset, "seconds": round(seconds, 3),
             "search_seconds": result["seconds"], "peak_rss_mb": peak_rss_mb(), "status": result["status"],
             "steps": result["steps_done"], "epochs": result["epochs_done"],
-            "settings": {"threads": args.threads, "noise_lambda": config.noise_lambda, "device": args.device},
+            "settings": {"threads": config.threads, "noise_lambda": config.noise_lambda, "device": args.device},
             "environment": environment()}
 
 
@@ -163,14 +163,15 @@ def parse(argv=None):
     p.add_argument("--order", type=int, nargs="+", choices=(1, 2), default=[1],
                    help="1 and/or 2; each order is measured in its own fresh process")
     p.add_argument("--steps", type=int, default=5, help="timed steps, after %d warm-up steps" % WARMUP)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 2 for steps; for --preset, the preset's own)")
     p.add_argument("--noise", type=float, default=None,
                    help="noise_lambda (default 0.2, NoisyDARTS; for --preset, the preset's own)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--preset", default=None, help="time a whole search of this preset instead")
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.steps < 1 or args.threads < 1:
+    if args.steps < 1 or (args.threads is not None and args.threads < 1):
         p.error("--steps and --threads must be at least 1")
     return args
 
@@ -183,14 +184,17 @@ def main(argv=None):
         else:
             if args.noise is None:
                 args.noise = 0.2
+            if args.threads is None:
+                args.threads = 2
             out = measure_steps(args, args.order[0])
         print(json.dumps(out), flush=True)
         return 0
     # The parent: one fresh process per measurement, so ru_maxrss is that measurement's own.
     status = 0
     for order in [None] if args.preset else args.order:
-        cmd = [sys.executable, os.path.abspath(__file__), "--in-process", "--threads", str(args.threads),
-               "--device", args.device]
+        cmd = [sys.executable, os.path.abspath(__file__), "--in-process", "--device", args.device]
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
         if args.noise is not None:
             cmd += ["--noise", repr(args.noise)]
         if args.preset:
