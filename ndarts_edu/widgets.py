@@ -50,6 +50,7 @@ from .presets import preset_config, preset_noise
 from .search import Search
 
 REDRAWS_PER_SECOND = 5
+ALL_SEEDS = "all"
 
 
 class Throttle:
@@ -116,8 +117,9 @@ class NoiseSweepExplorer:
         self.noise_label = w.HTML(f"{html.escape(kind)} noise, mean \u03bc = {mean:g}, "
                                   f"\u03c3 = \u03bb\u00b7std(x), on the skip op")
         self.seed_choice = _tagged(w.Dropdown(
-            options=[("all seeds", None)] + [(f"seed {s}", s) for s in self.sweep["seeds"]],
-            value=seed, description="seed", layout=w.Layout(width="180px")), "ndarts-sweep-seed")
+            # "all" rather than None: ipywidgets 8 shows a None value as an empty choice
+            options=[("all seeds", ALL_SEEDS)] + [(f"seed {s}", s) for s in self.sweep["seeds"]],
+            value=ALL_SEEDS if seed is None else seed, description="seed", layout=w.Layout(width="180px")), "ndarts-sweep-seed")
         self.readout = _tagged(w.HTML(), "ndarts-sweep-readout")
         self.live = viz.LiveFigure(viz.sweep_view(self.sweep, start, seed), mode, css_class="ndarts-sweep-figure")
         self.last_redraw_seconds = None
@@ -134,7 +136,8 @@ class NoiseSweepExplorer:
 
     @property
     def seed(self):
-        return self.seed_choice.value
+        """The seed shown, or ``None`` for the mean over seeds."""
+        return None if self.seed_choice.value == ALL_SEEDS else self.seed_choice.value
 
     @property
     def figure(self):
@@ -150,7 +153,7 @@ class NoiseSweepExplorer:
         if seed is not None and seed not in self.sweep["seeds"]:
             raise ConfigError(f"seed {seed!r} is not in the sweep; allowed: None, "
                               f"{', '.join(map(str, self.sweep['seeds']))}")
-        self.seed_choice.value = seed
+        self.seed_choice.value = ALL_SEEDS if seed is None else seed
 
     def summary(self):
         """The sweep's numbers at the slider's noise level (``experiments.sweep_summary``'s row)."""
