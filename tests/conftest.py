@@ -11,8 +11,7 @@ from ndarts_edu.search import SearchConfig
 
 torch.set_num_threads(1)
 
-# The smallest supernet that still has a normal and two reduction cells.
-TINY = dict(space="s3", channels=4, layers=3, nodes=2, stem_multiplier=3)
+from tiny import TINY  # noqa: E402  (a module of its own: tests/browser has a conftest too)
 
 
 @pytest.fixture

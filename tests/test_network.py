@@ -8,7 +8,7 @@ from ndarts_edu.network import SuperNet, edge_inputs, edges_per_cell, reduction_
 from ndarts_edu.noise import NoisySkip
 from ndarts_edu.ops import SKIP, SPACES, FactorizedReduce
 
-from conftest import TINY
+from tiny import TINY
 
 
 def test_edge_count_and_order():

@@ -20,7 +20,7 @@ from ndarts_edu.errors import ConfigError
 from ndarts_edu.presets import preset_config
 from ndarts_edu.search import CHECKPOINT, RESULT, Search, SearchConfig, SearchDiverged, load_checkpoint
 
-from conftest import TINY
+from tiny import TINY
 
 
 @pytest.fixture(scope="module")
