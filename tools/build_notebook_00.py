@@ -9,18 +9,18 @@ NAME = "00_index.ipynb"
 COURSE = [
     ("01_skip_domination.ipynb", "Skip domination: DARTS fills its cells with skip connections, and a "
      "little noise on the skip op stops it. The noise slider on a precomputed sweep, then a live run.",
-     "about 2 min", "the same"),
+     "about 1.5 min", "the same"),
     ("02_noisy_skip_gradient.ipynb", "Why noise helps: the paper's gradient derivation on one real mixed "
      "edge, step by step, each step checked with numbers (unbiased noise, variance, bias of a nonzero mean).",
-     "about 1 min", "the same"),
+     "under 1 min", "the same"),
     ("03_supernet_search.ipynb", "The machine itself: the supernet, a cell, a mixed edge, one weight step "
      "and one architecture step by hand (first and second order), then DARTS and NoisyDARTS live, and "
-     "the derived cells.", "about 2 min", "hours: the `paper` preset on CIFAR-10"),
+     "the derived cells.", "about 1.5 min", "hours: the `paper` preset on CIFAR-10"),
     ("04_ablations.ipynb", "Which noise cures the collapse: its level, Gaussian against uniform and "
      "multiplicative, biased means, skip-only against every op, and FairDARTS's sigmoid, over seeds.",
-     "under 1 min (precomputed; 30 min to recompute)", "the same"),
+     "under 30 s (precomputed; about 20 min to recompute)", "the same"),
     ("05_what_collapse_costs.ipynb", "What the collapse costs: the derived cells of DARTS and NoisyDARTS, and "
-     "a random cell, trained from scratch with the same budget, over seeds.", "about 2 min", "the same"),
+     "a random cell, trained from scratch with the same budget, over seeds.", "about 1 min", "the same"),
 ]
 
 table = "\n".join(f"| [{name}]({name}) | {what} | {cpu} | {gpu} |" for name, what, cpu, gpu in COURSE)
@@ -44,9 +44,10 @@ CELLS += [
 |---|---|---|---|
 {table}
 
-Times are for a run at the notebook's default settings (Restart & Run All). On a CPU every notebook
-uses the `cpu` preset on the handwritten digits shipped with the package (no download); on a GPU,
-notebook 03 switches to the reference settings on CIFAR-10 when it can download it.
+Times are for a run at the notebook's default settings (Restart & Run All), measured with
+`pytest --nbval` on a 2-core machine (the searches use one core). On a CPU the searches use the
+`cpu` preset on the handwritten digits shipped with the package (no download); on a GPU, notebook
+03 switches to the reference settings on CIFAR-10 when it can download it.
 
 Launch one directly:
 

@@ -14,7 +14,7 @@ by side with a live view, and derives and draws the cells they found.
 
 **Where it runs.** The device and the preset are chosen for you and printed below. On a CPU
 (Binder, a laptop) it runs the `cpu` preset on the digits shipped with the package: the two
-searches take about a minute and a half on 2 cores. On a GPU where CIFAR-10 can be downloaded
+searches take about a minute and a half, on one core. On a GPU where CIFAR-10 can be downloaded
 (Colab with a GPU runtime) it runs the `paper` preset: the real DARTS space (7 ops, 8 cells of 16
 channels) at the reference code's settings, 50 epochs. The paper puts one such NoisyDARTS search at
 0.25 GPU-days (about 6 hours); this notebook runs two, so set `EPOCHS` below to a few epochs for a

@@ -19,7 +19,7 @@ The paper tests the alternatives, and this notebook does the same at CPU scale, 
 - **the other cure**: FairDARTS, which lets the ops cooperate (a sigmoid per op instead of one
   softmax per edge) and pushes each weight to 0 or 1 with its zero-one loss; no noise.
 
-Ten variants times three seeds is 30 searches, about half an hour on 2 CPU cores: too long for a
+Ten variants times three seeds is 30 searches, about 20 minutes on one CPU core: too long for a
 lesson, so the results ship with the package (computed by `python -m ndarts_edu ablations`, the
 same code). The notebook reads them, checks a few epochs of two of them live, and states its
 claims as `assert`s on them. Set `RECOMPUTE = True` to run everything here.
@@ -32,7 +32,7 @@ from plotly.subplots import make_subplots
 from ndarts_edu import ablations, repro
 from ndarts_edu.presets import preset_config, preset_noise
 
-RECOMPUTE = False  # True: run the 30 searches here (about 30 minutes on 2 CPU cores), saved to ablations.json
+RECOMPUTE = False  # True: run the 30 searches here (about 20 minutes on one CPU core), saved to ablations.json
 SEEDS = [0, 1, 2]
 repro.seed_everything(0)
 

@@ -16,7 +16,7 @@ Here we measure it. For three seeds we take the cells that DARTS and NoisyDARTS 
 searches of notebook 04, shipped with the package) and a random cell for reference, and train each
 from scratch **with the same budget**: the same network size, data, optimiser and number of
 epochs. Then we compare their accuracy on the test images, which neither the searches nor the
-trainings ever saw. The nine trainings take about a minute and a half on 2 CPU cores.
+trainings ever saw. The nine trainings take about a minute on one CPU core.
 """)
 
 CELLS += [
