@@ -22,7 +22,7 @@ import threading
 from importlib import resources
 
 from . import derive
-from .errors import ConfigError, check_choice, check_number
+from .errors import ConfigError, check_choice, check_number, read_json
 from .ops import space_ops
 from .search import Search, SearchConfig, SearchDiverged, atomic_write_json
 
@@ -192,13 +192,7 @@ def load_ablations(path=None):
         with shipped.open("r") as f:
             data = json.load(f)
     else:
-        if not os.path.exists(path):
-            raise ConfigError(f"no ablations file at {path!r}")
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"{path!r} is not valid JSON ({error})") from None
+        data = read_json(path, "ablations file")
     if not isinstance(data, dict) or data.get("format") != ABLATIONS_FORMAT:
         raise ConfigError(f"{path or SHIPPED_ABLATIONS!r} is not an ndarts_edu ablations file")
     return data

@@ -6,7 +6,6 @@ status 1, never a traceback; Ctrl-C stops a search after its current step and ke
 (``search --resume DIR`` continues it; the status is then 130).
 """
 import argparse
-import json
 import os
 import sys
 import time

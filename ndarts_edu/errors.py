@@ -3,7 +3,9 @@
 Every message names the offending value and what is allowed, so that the command line
 can print it as one line and a notebook user sees what to change.
 """
+import json
 import math
+import os
 
 
 class ConfigError(ValueError):
@@ -41,3 +43,14 @@ def check_number(name, value, *, minimum=None, maximum=None, strict=False, integ
     if maximum is not None and number > maximum:
         raise ConfigError(f"{name} must be <= {maximum}, got {value!r}")
     return number
+
+
+def read_json(path, what):
+    """The JSON data in ``path``; ConfigError if the file is missing or is not JSON."""
+    if not os.path.exists(path):
+        raise ConfigError(f"no {what} at {path!r}")
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path!r} is not valid JSON ({error})") from None

@@ -5,12 +5,10 @@ Both return plain data and can save it as JSON as they go, so an interrupted run
 search it finished.
 """
 import json
-import os
 import statistics
-import time
 from importlib import resources
 
-from .errors import ConfigError, check_number
+from .errors import ConfigError, check_number, read_json
 from .search import Search, atomic_write_json
 from .ops import SKIP, space_ops
 
@@ -135,13 +133,7 @@ def load_sweep(path=None):
         with resources.files("ndarts_edu").joinpath(SHIPPED_SWEEP).open("r") as f:
             data = json.load(f)
     else:
-        if not os.path.exists(path):
-            raise ConfigError(f"no sweep file at {path!r}")
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ConfigError(f"{path!r} is not valid JSON ({error})") from None
+        data = read_json(path, "sweep file")
     if data.get("format") != SWEEP_FORMAT:
         raise ConfigError(f"{path or SHIPPED_SWEEP!r} is not an ndarts_edu sweep (format {data.get('format')!r})")
     return data

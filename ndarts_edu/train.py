@@ -24,9 +24,7 @@ op) needs the node spelled out: ``[op, input, node]``. Inputs and nodes are numb
 the cell: 0 and 1 are the two cell inputs, 2 is the first intermediate node.
 """
 import dataclasses
-import json
 import math
-import os
 import random
 import threading
 import time
@@ -38,7 +36,7 @@ from torch import nn
 
 from . import repro
 from .data import Batches, ImageData, load_dataset, pick_device
-from .errors import ConfigError, check_choice, check_number
+from .errors import ConfigError, check_choice, check_number, read_json
 from .mixed import drop_path
 from .network import reduction_layers
 from .ops import NONE, OPS, ReLUConvBN, FactorizedReduce, make_op
@@ -101,13 +99,7 @@ def read_genotype_file(path):
 
     ``search_config`` is the search's settings (a dict) for a ``result.json``, ``None`` for a bare genotype.
     """
-    if not os.path.exists(path):
-        raise ConfigError(f"no genotype file at {path!r}")
-    with open(path) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path!r} is not valid JSON ({error})") from None
+    data = read_json(path, "genotype file")
     search_config = None
     if isinstance(data, dict) and "genotype" in data:
         search_config = data.get("config") if isinstance(data.get("config"), dict) else None
