@@ -332,7 +332,7 @@ def sweep_view(sweep, noise_lambda=None, seed=None):
         fig.update_xaxes(title_text="step", row=1, col=2)
         fig.update_yaxes(range=[0, 1], row=1, col=2)
         fig.update_yaxes(autorange="reversed", row=1, col=3)
-        fig.update_layout(height=430, width=1080, legend=dict(orientation="h", y=-0.25, x=0))  # a widget defaults to ~700 px: too narrow for three panels
+        fig.update_layout(height=430, width=900, legend=dict(orientation="h", y=-0.25, x=0))  # a widget defaults to ~700 px: too narrow for three panels
         return fig
 
     return _figure(sweep_view_frame(sweep, noise_lambda, seed), build)
