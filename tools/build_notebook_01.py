@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import nbformat
+from notebook_cells import write
 
 NAME = "01_skip_domination.ipynb"
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,20 +270,7 @@ assert noisy["genotype_skips_mean"] <= darts["genotype_skips_mean"]"""),
 
 
 def build(preset="cpu", sweep_path=None, out=None):
-    notebook = nbformat.v4.new_notebook()
-    for number, (kind, text) in enumerate(cells(preset, sweep_path)):
-        make = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
-        cell = make(text.strip("\n"))
-        cell.id = f"c{number:02d}"  # stable ids keep rebuilds diff-free
-        notebook.cells.append(cell)
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    nbformat.validate(notebook)
-    path = Path(out) if out else ROOT / "notebooks" / NAME
-    nbformat.write(notebook, path)
-    return path
+    return write(NAME, cells(preset, sweep_path), out)
 
 
 def images(sweep_path=None, folder=ROOT / "docs" / "images"):

@@ -3,9 +3,8 @@
 Run from the repository root: ``python tools/build_notebook_02.py``. Editing the notebook in
 Jupyter is fine too; this script keeps the JSON valid and the cell ids stable.
 """
-from pathlib import Path
 
-import nbformat
+from notebook_cells import write
 
 NAME = "02_noisy_skip_gradient.ipynb"
 COLAB = f"https://colab.research.google.com/github/OWNER/ndarts_edu/blob/main/notebooks/{NAME}"
@@ -522,20 +521,7 @@ term through which the skip noise reaches it."""),
 
 
 def build():
-    notebook = nbformat.v4.new_notebook()
-    for number, (kind, text) in enumerate(CELLS):
-        make = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
-        cell = make(text.strip("\n"))
-        cell.id = f"c{number:02d}"  # stable ids keep rebuilds diff-free
-        notebook.cells.append(cell)
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    nbformat.validate(notebook)
-    path = Path(__file__).resolve().parents[1] / "notebooks" / NAME
-    nbformat.write(notebook, path)
-    return path
+    return write(NAME, CELLS)
 
 
 if __name__ == "__main__":
