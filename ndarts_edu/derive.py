@@ -7,6 +7,11 @@ one column per op) so a saved ``result.json`` derives exactly like a live supern
   non-``none`` op has the largest weight, and on each edge that op.
 - FairDARTS's rule: the same top-2 edges, but an op is kept only if its sigmoid weight is
   at least a threshold (0.85 in the reference code), so a node may keep fewer than 2 edges.
+  Its cells are written as ``[op, input, node]`` triples: with a pair missing, the position in
+  the list no longer says which node an op feeds.
+
+Inputs and nodes are numbered as states of the cell: 0 and 1 are the cell's two inputs, 2 the
+first intermediate node.
 """
 from .network import edge_inputs
 from .ops import NONE, SKIP
@@ -39,9 +44,10 @@ def strongest_ops(weights, op_names):
 
 
 def derive_cell(weights, op_names, threshold=None):
-    """The discrete cell: a list of ``[op, input]`` pairs, up to two per node.
+    """The discrete cell, in node order.
 
-    ``threshold=None`` is DARTS's rule; a number is FairDARTS's threshold on the kept op's weight.
+    ``threshold=None`` is DARTS's rule: ``[op, input]`` pairs, two per node. A number is
+    FairDARTS's threshold on the kept op's weight: ``[op, input, node]`` triples, up to two per node.
     """
     best = strongest_ops(weights, op_names)
     nodes = _nodes_of(len(best))
@@ -52,8 +58,10 @@ def derive_cell(weights, op_names, threshold=None):
     for node in range(nodes):
         top_two = sorted(by_node[node], key=lambda e: -e[2])[:2]
         for source, k, w in sorted(top_two):
-            if threshold is None or w >= threshold:
+            if threshold is None:
                 cell.append([op_names[k], source])
+            elif w >= threshold:
+                cell.append([op_names[k], source, 2 + node])
     return cell
 
 
@@ -78,5 +86,5 @@ def skip_share(weights, op_names):
 
 
 def genotype_skips(cell):
-    """Number of ``skip_connect`` ops in a derived cell (a list of ``[op, input]``)."""
-    return sum(op == SKIP for op, _ in cell)
+    """Number of ``skip_connect`` ops in a derived cell (``[op, input]`` pairs or ``[op, input, node]`` triples)."""
+    return sum(entry[0] == SKIP for entry in cell)

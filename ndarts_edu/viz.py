@@ -9,6 +9,7 @@ Every view reads what a search hands out (a result dict as in ``result.json``, t
 - ``skip_share_vs_noise`` and ``sweep_view``: the noise sweep, ``skip_share`` against ``lambda``
   (mean and spread over seeds), and what one noise level looks like (what the slider shows).
 - ``cell_graph`` / ``cell_graphs``: the derived cell as a graph (no graphviz needed).
+- ``ablation_bars``: the ablations (``ablations.py``), skip share and supernet accuracy per variant.
 
 A view that is redrawn comes as a pair: ``view(...)`` builds the figure (layout, styles) once and
 ``view_frame(...)`` computes only what changes, a ``Frame``; ``apply_frame`` writes a frame into
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import derive
+from . import ablations, derive
 from .errors import ConfigError, check_choice
 from .experiments import sweep_summary
 from .network import edge_inputs
@@ -359,8 +360,9 @@ def _curve(a, b, bend):
 
 
 def _add_cell(fig, genotype, cell, **where):
-    pairs = genotype[cell]
-    concat = genotype.get(f"{cell}_concat") or sorted({2 + i // 2 for i in range(len(pairs))})
+    # [op, input] pairs come two per node in node order; FairDARTS's triples name the node.
+    entries = [(e[0], e[1], e[2] if len(e) == 3 else 2 + i // 2) for i, e in enumerate(genotype[cell])]
+    concat = genotype.get(f"{cell}_concat") or sorted({node for *_, node in entries})
     nodes = max(concat) - 1
     spots = _cell_positions(nodes)
     for state in concat:  # every node feeds the cell's output (concatenation)
@@ -368,8 +370,7 @@ def _add_cell(fig, genotype, cell, **where):
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#cccccc", width=1, dash="dot"),
                                  hoverinfo="skip", showlegend=False), **where)
     labels = []
-    for i, (op, source) in enumerate(pairs):
-        target = 2 + i // 2  # two inputs per node, in node order
+    for i, (op, source, target) in enumerate(entries):
         xs, ys = _curve(spots[source], spots[target], 0.15 if i % 2 else -0.15)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="text",
                                  text=f"{op}: {state_name(source)} \u2192 {state_name(target)}",
@@ -407,6 +408,27 @@ def cell_graphs(genotypes, titles=None, cell="normal"):
 def cell_graph(genotype, cell="normal", title=None):
     """One derived cell as a graph (see ``cell_graphs``)."""
     return cell_graphs([genotype], [title or ""], cell)
+
+
+# -- the ablations -------------------------------------------------------------------------------
+def ablation_bars(data):
+    """Per variant of an ablation run (``ablations.run_ablations``): the mean over seeds as a bar,
+    each seed as a dot; skip share on the left, the supernet's accuracy (no noise) on the right."""
+    rows = ablations.ablation_summary(data)[::-1]  # plotly draws the first bar at the bottom
+    label_of = {row["key"]: row["label"] for row in rows}
+    finished = [r for r in data["runs"] if r["status"] == "finished"]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=["skip share of the normal cell", "supernet accuracy (valid half, no noise)"])
+    for col, measure in enumerate(("skip_share", "valid_accuracy"), 1):
+        fig.add_bar(x=[row[f"{measure}_mean"] for row in rows], y=[row["label"] for row in rows], orientation="h",
+                    marker_color="#9ecae1", name="mean of the seeds", showlegend=col == 1, row=1, col=col)
+        fig.add_scatter(x=[r[measure] for r in finished], y=[label_of[r["variant"]] for r in finished],
+                        mode="markers", marker=dict(color=OP_COLORS[SKIP], size=7), name="one seed",
+                        showlegend=col == 1, row=1, col=col)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(height=460, template="plotly_white", legend=dict(orientation="h", y=-0.12),
+                      margin=dict(l=260), font=FONT)
+    return fig
 
 
 # -- a figure that redraws in place --------------------------------------------------------------

@@ -65,11 +65,13 @@ def test_fairdarts_threshold_rule_by_hand():
         [0.10, 0.86, 0.20, 0.30],  # edge 3: skip 0.86: kept
         [0.99, 0.60, 0.50, 0.40],  # edge 4: not in node 1's top 2
     ]
-    assert derive_cell(sigmoid, OPS, threshold=0.85) == [["sep_conv_3x3", 0], ["skip_connect", 1]]
-    assert derive_cell(sigmoid, OPS, threshold=0.5) == [["skip_connect", 0], ["max_pool_3x3", 1],
-                                                        ["sep_conv_3x3", 0], ["skip_connect", 1]]
+    # node 0 (state 2) keeps nothing, so each op names its node (state 3)
+    assert derive_cell(sigmoid, OPS, threshold=0.85) == [["sep_conv_3x3", 0, 3], ["skip_connect", 1, 3]]
+    assert derive_cell(sigmoid, OPS, threshold=0.5) == [["skip_connect", 0, 2], ["max_pool_3x3", 1, 2],
+                                                        ["sep_conv_3x3", 0, 3], ["skip_connect", 1, 3]]
     # equal to the threshold is kept
-    assert derive_cell(sigmoid, OPS, threshold=0.86)[-1] == ["skip_connect", 1]
+    assert derive_cell(sigmoid, OPS, threshold=0.86)[-1] == ["skip_connect", 1, 3]
+    assert genotype_skips(derive_cell(sigmoid, OPS, threshold=0.5)) == 2
 
 
 def test_skip_share_counts_every_edge():

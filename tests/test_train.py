@@ -66,6 +66,19 @@ def test_a_node_left_without_ops_is_dropped():
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_a_fairdarts_genotype_from_derive_builds_as_it_is():
+    # At 0.85 node 2 keeps nothing and node 3 one op (skip from input 0): derive writes triples.
+    sigmoid = [[0.0, 0.2, 0.3, 0.1]] * 2 + [[0.0, 0.9, 0.1, 0.1], [0.0, 0.1, 0.2, 0.3], [0.0, 0.1, 0.1, 0.2]]
+    ops = ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3")
+    genotype = derive.derive_genotype({"normal": sigmoid, "reduce": sigmoid}, ops, threshold=0.85)
+    assert genotype["normal"] == [["skip_connect", 0, 3]]
+    checked = check_genotype(genotype)
+    assert checked["normal"] == [["skip_connect", 0, 3]] and checked["normal_concat"] == [2, 3]
+    net = Network(genotype, in_channels=1, num_classes=10, channels=4, layers=3)
+    assert all(cell.concat == [3] for cell in net.cells)  # the empty node 2 is dropped
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
 def test_random_cells_are_reproducible_and_vary():
     first, again, other = (random_genotype(SPACES["s3"], nodes=4, seed=s) for s in (0, 0, 1))
     assert first == again and first != other

@@ -4,7 +4,7 @@ import statistics
 import plotly.graph_objects as go
 import pytest
 
-from ndarts_edu import viz
+from ndarts_edu import ablations, viz
 from ndarts_edu.errors import ConfigError
 from ndarts_edu.experiments import sweep, sweep_summary
 from ndarts_edu.search import SearchConfig, run_search
@@ -162,3 +162,31 @@ def test_live_figure_redraws_in_place(results, mode):
     empty = [dict(r, history={"steps": [], "epochs": []}) for r in results]
     live.redraw(viz.alpha_competition_frame(empty))
     assert live.redraws == 1 and all(len(t.y) == 0 for t in live.figure.data)
+
+
+def test_cell_graphs_draw_pairs_and_fairdarts_triples_on_their_nodes():
+    pairs = {"normal": [["skip_connect", 0], ["sep_conv_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 0]],
+             "normal_concat": [2, 3]}
+    triples = {"normal": [["sep_conv_3x3", 1, 3], ["skip_connect", 0, 3]], "normal_concat": [2, 3]}
+    fig = viz.cell_graphs([pairs, triples], titles=["DARTS", "FairDARTS"])
+    hovers = [t.text for t in fig.data if t.hoverinfo == "text"]
+    c1, c2 = viz.state_name(1), viz.state_name(0)
+    assert hovers == [f"skip_connect: {c2} \u2192 0", f"sep_conv_3x3: {c1} \u2192 0",
+                      "skip_connect: 0 \u2192 1", f"max_pool_3x3: {c2} \u2192 1",
+                      f"sep_conv_3x3: {c1} \u2192 1", f"skip_connect: {c2} \u2192 1"]
+    assert [a.text for a in fig.layout.annotations] == ["DARTS: 2 skip of 4 ops", "FairDARTS: 1 skip of 2 ops"]
+
+
+def test_ablation_bars_show_each_variants_mean_and_every_seed():
+    data = ablations.load_ablations()
+    rows = ablations.ablation_summary(data)
+    fig = viz.ablation_bars(data)
+    bars = [t for t in fig.data if t.type == "bar"]
+    dots = [t for t in fig.data if t.type == "scatter"]
+    assert len(bars) == len(dots) == 2
+    for bar, dot, measure in zip(bars, dots, ("skip_share", "valid_accuracy")):
+        assert list(bar.y) == [row["label"] for row in rows][::-1]
+        assert list(bar.x) == [row[f"{measure}_mean"] for row in rows][::-1]
+        finished = [r for r in data["runs"] if r["status"] == "finished"]
+        assert sorted(zip(dot.y, dot.x)) == sorted((next(row["label"] for row in rows if row["key"] == r["variant"]),
+                                                    r[measure]) for r in finished)

@@ -26,10 +26,7 @@ claims as `assert`s on them. Set `RECOMPUTE = True` to run everything here.
 """)
 
 CELLS += [
-("code", r"""import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
-from ndarts_edu import ablations, repro
+("code", r"""from ndarts_edu import ablations, repro, viz
 from ndarts_edu.presets import preset_config, preset_noise
 
 RECOMPUTE = False  # True: run the 30 searches here (about 20 minutes on one CPU core), saved to ablations.json
@@ -75,19 +72,7 @@ preset's own, calibrated for the digits. Compare directions, not values."""),
 print(ablations.format_ablations(data))
 """),
 
-("code", r"""labels = [row["label"] for row in rows][::-1]
-fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.03,
-                    subplot_titles=["skip share of the normal cell", "supernet accuracy (valid half, no noise)"])
-for col, (measure, mean_key) in enumerate([("skip_share", "skip_share_mean"), ("valid_accuracy", "valid_accuracy_mean")], 1):
-    fig.add_bar(x=[row[mean_key] for row in rows][::-1], y=labels, orientation="h", marker_color="#9ecae1",
-                name="mean of the seeds", showlegend=col == 1, row=1, col=col)
-    runs = [r for r in data["runs"] if r["status"] == "finished"]
-    label_of = {row["key"]: row["label"] for row in rows}
-    fig.add_scatter(x=[r[measure] for r in runs], y=[label_of[r["variant"]] for r in runs], mode="markers",
-                    marker=dict(color="#d62728", size=7), name="one seed", showlegend=col == 1, row=1, col=col)
-fig.update_xaxes(range=[0, 1], tickformat=".0%")
-fig.update_layout(height=460, template="plotly_white", legend=dict(orientation="h", y=-0.12), margin=dict(l=260))
-fig
+("code", r"""viz.ablation_bars(data)
 """),
 
 ("md", r"""## What the numbers say
