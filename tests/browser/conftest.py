@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
