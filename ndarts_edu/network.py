@@ -37,6 +37,31 @@ def reduction_layers(layers):
     return sorted({layers // 3, 2 * layers // 3}) if layers >= 3 else []
 
 
+def cell_stack(in_channels, channels, layers, stem_multiplier, make_cell):
+    """DARTS's macro structure, shared by the supernet and the derived network (``train.Network``).
+
+    A stem of ``stem_multiplier * channels`` channels, then ``layers`` cells, each reading the two
+    previous outputs; a reduction cell doubles ``C``. ``make_cell(C_prev_prev, C_prev, C, reduction,
+    reduction_prev)`` builds one cell, whose ``multiplier`` (nodes concatenated) sets its output
+    channels. Returns ``(stem, cells, out_channels)``.
+    """
+    C_curr = stem_multiplier * channels
+    stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+    C_prev_prev, C_prev, C_curr = C_curr, C_curr, channels
+    reductions = reduction_layers(layers)
+    cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            C_curr *= 2
+        cell = make_cell(C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+        cells.append(cell)
+        reduction_prev = reduction
+        C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+    return stem, cells, C_prev
+
+
 class SearchCell(nn.Module):
     """One cell of the supernet: every earlier node feeds every later one through a ``MixedOp``."""
 
@@ -44,6 +69,7 @@ class SearchCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.nodes = nodes
+        self.multiplier = nodes  # the output concatenates every intermediate node
         # Bring both inputs to C channels and the same resolution.
         self.preprocess0 = (
             FactorizedReduce(C_prev_prev, C, affine=False)
@@ -97,23 +123,11 @@ class SuperNet(nn.Module):
         self.nodes = nodes
         self.channels_last = False  # use_channels_last() turns it on
 
-        C_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, channels
-        reductions = reduction_layers(layers)
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                C_curr *= 2
-            cell = SearchCell(nodes, C_prev_prev, C_prev, C_curr, reduction, reduction_prev, self.op_names,
+        def make_cell(C_prev_prev, C_prev, C, reduction, reduction_prev):
+            return SearchCell(nodes, C_prev_prev, C_prev, C, reduction, reduction_prev, self.op_names,
                               noise_on=noise_on, skip_drop_path=skip_drop_path)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, nodes * C_curr
+
+        self.stem, self.cells, C_prev = cell_stack(in_channels, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
 

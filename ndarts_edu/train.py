@@ -38,7 +38,7 @@ from . import repro
 from .data import Batches, ImageData, load_dataset, pick_device
 from .errors import ConfigError, check_choice, check_number, read_json
 from .mixed import drop_path
-from .network import reduction_layers
+from .network import cell_stack
 from .ops import NONE, OPS, ReLUConvBN, FactorizedReduce, make_op
 
 TRAIN_FORMAT = "ndarts_edu.train/1"
@@ -178,22 +178,12 @@ class Network(nn.Module):
     def __init__(self, genotype, in_channels=3, num_classes=10, channels=16, layers=8, stem_multiplier=3):
         super().__init__()
         genotype = check_genotype(genotype)
-        C_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, channels
-        reductions = reduction_layers(layers)
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                C_curr *= 2
+
+        def make_cell(C_prev_prev, C_prev, C, reduction, reduction_prev):
             kind = "reduce" if reduction else "normal"
-            cell = Cell(genotype[kind], genotype[f"{kind}_concat"], C_prev_prev, C_prev, C_curr,
-                        reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            return Cell(genotype[kind], genotype[f"{kind}_concat"], C_prev_prev, C_prev, C, reduction, reduction_prev)
+
+        self.stem, self.cells, C_prev = cell_stack(in_channels, channels, layers, stem_multiplier, make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.drop_prob = 0.0
