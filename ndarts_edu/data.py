@@ -139,9 +139,15 @@ def cifar10(root, download=False, image_size=None, limit=None):
     if download and not os.path.isdir(folder):
         try:
             import torchvision
-        except ImportError as error:
-            raise ConfigError(f"downloading CIFAR-10 needs torchvision, which cannot be imported ({error})") from None
-        torchvision.datasets.CIFAR10(root, train=True, download=True)
+        except Exception as error:  # not installed, or built for another torch (then RuntimeError or OSError)
+            raise ConfigError(f"downloading CIFAR-10 needs torchvision, which cannot be imported "
+                              f"({type(error).__name__}: {error}); install the torchvision that matches "
+                              f"torch {torch.__version__}, or put cifar-10-batches-py in {root!r}") from None
+        try:
+            torchvision.datasets.CIFAR10(root, train=True, download=True)  # the archive holds the test batch too
+        except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a bad checksum
+            raise ConfigError(f"could not download CIFAR-10 into {root!r} ({type(error).__name__}: {error}); "
+                              "on a machine without internet, copy cifar-10-batches-py there") from None
     if not os.path.isdir(folder):
         raise ConfigError(f"no CIFAR-10 at {folder!r}: download it (download=True, needs the network) "
                           "or point data_dir at a folder holding cifar-10-batches-py")

@@ -173,7 +173,8 @@ class Search:
         repro.seed_everything(c.seed)
         self.device = pick_device(c.device)
         if data is None:
-            data = load_dataset(c.dataset, c.data_dir, c.image_size, limit=c.limit)
+            # CIFAR-10 is fetched through torchvision when its folder is missing (a GPU notebook, Colab).
+            data = load_dataset(c.dataset, c.data_dir, c.image_size, limit=c.limit, download=True)
         elif not isinstance(data, ImageData):
             raise ConfigError(f"data must be an ndarts_edu.data.ImageData, got {type(data).__name__}")
         self.data_name = data.name

@@ -307,7 +307,7 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
     repro.seed_everything(config.seed)
     device = pick_device(config.device)
     if data is None:
-        data = load_dataset(config.dataset, config.data_dir, config.image_size, limit=config.limit)
+        data = load_dataset(config.dataset, config.data_dir, config.image_size, limit=config.limit, download=True)
     elif not isinstance(data, ImageData):
         raise ConfigError(f"data must be an ndarts_edu.data.ImageData, got {type(data).__name__}")
     stop = stop or threading.Event()

@@ -2,6 +2,7 @@
 import os
 import pickle
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -173,6 +174,72 @@ def test_cifar10_bad_folders(tmp_path, cifar_root):
 
 
 # -- the user's own folder ------------------------------------------------------------------------
+# -- downloading through torchvision ---------------------------------------------------------------
+# This machine cannot reach CIFAR-10's server and its PyPI torchvision does not load beside the CPU
+# torch, so these tests put small stand-in `torchvision` packages on sys.path: what cifar10() must
+# do with each answer a real one can give (missing, broken, offline, or the files written).
+def _fake_torchvision(tmp_path, monkeypatch, init="", cifar_body="pass"):
+    package = tmp_path / "fake_site" / "torchvision"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(init + "\nfrom . import datasets\n")
+    (package / "datasets.py").write_text(
+        "calls = []\n"
+        "def CIFAR10(root, train=True, download=False):\n"
+        "    calls.append((root, train, download))\n"
+        + "".join(f"    {line}\n" for line in cifar_body.splitlines()))
+    monkeypatch.syspath_prepend(str(package.parent))
+    for name in ("torchvision", "torchvision.datasets"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_download_without_torchvision_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision -> ImportError
+    with pytest.raises(ConfigError, match="needs torchvision.*ModuleNotFoundError"):
+        cifar10(str(tmp_path / "data"), download=True)
+
+
+def test_download_with_a_torchvision_built_for_another_torch_says_so(tmp_path, monkeypatch):
+    # What PyPI's torchvision does here: its C extension fails to register its operators.
+    _fake_torchvision(tmp_path, monkeypatch, init='raise RuntimeError("operator torchvision::nms does not exist")')
+    with pytest.raises(ConfigError, match=r"RuntimeError: operator torchvision::nms.*matches torch"):
+        cifar10(str(tmp_path / "data"), download=True)
+
+
+def test_download_offline_says_what_to_copy(tmp_path, monkeypatch):
+    _fake_torchvision(tmp_path, monkeypatch, cifar_body=(
+        "import urllib.error\nraise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')"))
+    with pytest.raises(ConfigError, match="could not download CIFAR-10.*URLError.*copy cifar-10-batches-py"):
+        cifar10(str(tmp_path / "data"), download=True)
+
+
+def test_download_then_read_what_torchvision_wrote(tmp_path, monkeypatch, cifar_root):
+    source, batches = cifar_root
+    _fake_torchvision(tmp_path, monkeypatch, cifar_body=(
+        "import shutil, os\n"
+        f"shutil.copytree({str(source / 'cifar-10-batches-py')!r}, os.path.join(root, 'cifar-10-batches-py'))"))
+    root = tmp_path / "downloaded"
+    d = cifar10(str(root), download=True)
+    import torchvision.datasets as fake
+    assert fake.calls == [(str(root), True, True)]
+    assert len(d.train_labels) == 30 and d.train_labels.tolist()[:6] == batches["data_batch_1"]["labels"]
+    cifar10(str(root), download=True)  # the files are there now: no second download
+    assert len(fake.calls) == 1
+
+
+def test_a_cifar10_search_downloads_what_is_missing(tmp_path, monkeypatch, cifar_root):
+    # `python -m ndarts_edu search --preset paper` on a fresh GPU machine: the folder is fetched first.
+    from ndarts_edu.search import Search, SearchConfig
+
+    source, _ = cifar_root
+    _fake_torchvision(tmp_path, monkeypatch, cifar_body=(
+        "import shutil, os\n"
+        f"shutil.copytree({str(source / 'cifar-10-batches-py')!r}, os.path.join(root, 'cifar-10-batches-py'))"))
+    config = SearchConfig(dataset="cifar10", data_dir=str(tmp_path / "fresh"), space="s2", channels=4, layers=1,
+                          nodes=1, batch_size=4, epochs=1, threads=1, device="cpu")
+    search = Search(config)
+    assert search.data_name == "cifar10" and (tmp_path / "fresh" / "cifar-10-batches-py" / "test_batch").exists()
+
+
 def _npz(path, images, labels):
     np.savez(path, images=images, labels=labels)
 
