@@ -119,14 +119,16 @@ def _many(args, kind):
     config = _config_from(args, noise_lambda=0.0)
     os.makedirs(args.out, exist_ok=True)
     total = len(lambdas) * len(args.seeds)
-    count = [0]
+    path = os.path.join(args.out, f"{kind}.json")
+    count = [len(experiments.kept_runs(kind, path, config, lambdas, args.seeds))]
+    if count[0]:
+        print(f"continuing {path}: {count[0]} of the {total} searches are done there", file=sys.stderr)
 
     def wrap(search):
         count[0] += 1
         label = f"[{count[0]}/{total}] lambda={search.config.noise_lambda:g} seed={search.config.seed} "
         return Progress(search, label).run()
 
-    path = os.path.join(args.out, f"{kind}.json")
     if kind == "compare":
         data = experiments.compare(config, lambdas, args.seeds, out_path=path, wrap=wrap)
         print(experiments.format_table(data["runs"]))

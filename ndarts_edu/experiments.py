@@ -1,10 +1,12 @@
 """Many searches at once: DARTS against NoisyDARTS over seeds (``compare``), and a grid of noise
 levels (``sweep``) whose summary ships with the package so that a slider answers instantly.
 
-Both return plain data and can save it as JSON as they go, so an interrupted run keeps every
-search it finished.
+Both return plain data and, with ``out_path``, save it after every search. Run again with the
+same ``out_path`` and settings, they keep the searches that file already holds and run only the
+rest, so an interrupted run continues where it stopped.
 """
 import json
+import os
 import statistics
 from importlib import resources
 
@@ -16,9 +18,46 @@ SWEEP_FORMAT = "ndarts_edu.sweep/1"
 SHIPPED_SWEEP = "datasets/sweep_cpu.json"
 
 
-def _runs(configs, on_result=None, stop=None, out_path=None, wrap=None):
-    results = []
+def same_settings(recorded, config):
+    """Whether a recorded search (its ``result["config"]``) ran with ``config``'s settings.
+
+    ``device="auto"`` and ``threads=None`` match whatever they resolved to.
+    """
+    wanted = config.to_dict()
+    return all(recorded.get(key) == value for key, value in wanted.items()
+               if not (key == "device" and value == "auto") and not (key == "threads" and value is None))
+
+
+def kept_runs(kind, out_path, base_config, noise_lambdas, seeds):
+    """What ``out_path`` already holds of this ``compare`` or ``sweep`` (``kind``): its finished
+    searches of the same settings on the same grid (results for compare, entries for sweep).
+
+    ``[]`` if the file is not there; a ``ConfigError`` if it is there but is not such a file.
+    """
+    configs = _grid(base_config, noise_lambdas, seeds, kind)
+    if not out_path or not os.path.exists(out_path):
+        return []
+    data = read_json(out_path, f"{kind} file")
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ConfigError(f"{out_path!r} exists but is not a {kind} file (no 'runs' list); "
+                          "remove it or choose another --out")
+    if kind == "compare":
+        return [r for r in data["runs"] if r.get("status") == "finished"
+                and any(same_settings(r["config"], c) for c in configs)]
+    if data.get("format") != SWEEP_FORMAT or data.get("config") != base_config.to_dict():
+        return []
+    grid = {(c.noise_lambda, c.seed) for c in configs}
+    return [r for r in data["runs"] if (r["noise_lambda"], r["seed"]) in grid]
+
+
+def _runs(configs, on_result=None, stop=None, out_path=None, wrap=None, kept=()):
+    """Run ``configs`` in order; a config that one of ``kept`` (earlier results) ran is not run again."""
+    kept, results = list(kept), []
     for config in configs:
+        earlier = next((r for r in kept if same_settings(r["config"], config)), None)
+        if earlier is not None:
+            results.append(earlier)
+            continue
         if stop is not None and stop.is_set():
             break
         search = Search(config)
@@ -33,17 +72,22 @@ def _runs(configs, on_result=None, stop=None, out_path=None, wrap=None):
     return results
 
 
+def _grid(base_config, noise_lambdas, seeds, what):
+    lambdas = [check_number("noise_lambda", lam, minimum=0.0) for lam in noise_lambdas]
+    seeds = [int(check_number("seed", s, minimum=0, integer=True)) for s in seeds]
+    if not lambdas or not seeds:
+        raise ConfigError(f"{what} needs at least one noise level and one seed")
+    return [base_config.replace(noise_lambda=lam, seed=seed) for lam in lambdas for seed in seeds]
+
+
 def compare(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path=None, wrap=None):
     """One search per (noise level, seed); ``{"runs": [result, ...]}`` in that order.
 
     ``wrap(search) -> result`` lets a caller run each search its own way (a progress bar).
     """
-    lambdas = [check_number("noise_lambda", lam, minimum=0.0) for lam in noise_lambdas]
-    seeds = [int(check_number("seed", s, minimum=0, integer=True)) for s in seeds]
-    if not lambdas or not seeds:
-        raise ConfigError("compare needs at least one noise level and one seed")
-    configs = [base_config.replace(noise_lambda=lam, seed=seed) for lam in lambdas for seed in seeds]
-    return {"runs": _runs(configs, on_result, stop, out_path, wrap)}
+    configs = _grid(base_config, noise_lambdas, seeds, "compare")
+    kept = kept_runs("compare", out_path, base_config, noise_lambdas, seeds)
+    return {"runs": _runs(configs, on_result, stop, out_path, wrap, kept)}
 
 
 def summary_table(runs):
@@ -111,19 +155,26 @@ def sweep_entry(result):
 
 def sweep(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path=None, wrap=None, preset=None):
     """A grid of noise levels x seeds, summarised for the slider (``SWEEP_FORMAT``)."""
+    configs = _grid(base_config, noise_lambdas, seeds, "sweep")
     data = {"format": SWEEP_FORMAT, "preset": preset, "config": base_config.to_dict(),
             "ops": list(space_ops(base_config.space)), "environment": None,
             "noise_lambdas": [float(lam) for lam in noise_lambdas], "seeds": [int(s) for s in seeds], "runs": []}
+    data["runs"] = kept_runs("sweep", out_path, base_config, noise_lambdas, seeds)
+    if data["runs"]:
+        data["environment"] = read_json(out_path, "sweep file").get("environment")
+    done = {(r["noise_lambda"], r["seed"]) for r in data["runs"]}
+    order = {(c.noise_lambda, c.seed): k for k, c in enumerate(configs)}
 
     def keep(result):
         data["environment"] = data["environment"] or result["environment"]
         data["runs"].append(sweep_entry(result))
+        data["runs"].sort(key=lambda r: order[(r["noise_lambda"], r["seed"])])  # grid order, however it was run
         if on_result:
             on_result(result)
         if out_path:
             atomic_write_json(out_path, data)
 
-    compare(base_config, noise_lambdas, seeds, on_result=keep, stop=stop, wrap=wrap)
+    _runs([c for c in configs if (c.noise_lambda, c.seed) not in done], on_result=keep, stop=stop, wrap=wrap)
     return data
 
 

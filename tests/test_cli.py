@@ -152,3 +152,17 @@ def test_a_bad_genotype_file_is_one_line_of_error(tmp_path, content, message):
     if "invalid choice: 'train'" in process.stderr:
         pytest.skip("the train sub-command is not there yet")
     assert message in only_line(process)
+
+
+def test_compare_run_again_continues_instead_of_starting_over(tmp_path):
+    args = ["compare", *QUICK, "--epochs", "1", "--seeds", "0", "--out", tmp_path / "cmp"]
+    first = cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    runs = json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"]
+    assert len(runs) == 2
+    again = cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 of the 2 searches are done there" in again.stderr and "2 of 2 searches" in again.stdout
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"] == runs  # nothing re-run
+    (tmp_path / "cmp" / "compare.json").write_text("[1, 2]")
+    assert "exists but is not a compare file" in error_line(cli(*args, cwd=tmp_path))

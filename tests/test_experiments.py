@@ -1,4 +1,7 @@
 """compare (DARTS against NoisyDARTS over seeds), its table, and the noise sweep with its summary."""
+import json
+import threading
+
 import pytest
 
 from ndarts_edu import experiments
@@ -124,3 +127,40 @@ def test_shipped_sweep_summarises_every_level():
         assert s["seeds"] == len(data["seeds"])
         assert s["skip_share_min"] <= s["skip_share_mean"] <= s["skip_share_max"]
         assert s["skip_share_mean"] == pytest.approx(sum(shares) / len(shares))
+
+
+def test_compare_continues_from_its_file_and_reruns_nothing_it_holds(quick_config, tmp_path):
+    path = str(tmp_path / "compare.json")
+    stop = threading.Event()
+    first = compare(quick_config, [0.0, 0.5], [0], out_path=path, on_result=lambda r: stop.set(), stop=stop)
+    assert [r["config"]["noise_lambda"] for r in first["runs"]] == [0.0]  # stopped after one search
+    assert json.load(open(path))["runs"] == json.loads(json.dumps(first["runs"]))
+
+    ran = []
+    again = compare(quick_config, [0.0, 0.5], [0], out_path=path, on_result=ran.append)
+    assert [r["config"]["noise_lambda"] for r in ran] == [0.5]  # only the missing search ran
+    assert [r["config"]["noise_lambda"] for r in again["runs"]] == [0.0, 0.5]
+    assert again["runs"][0]["seconds"] == first["runs"][0]["seconds"]  # the kept one, not a rerun
+    assert json.load(open(path))["runs"][1]["config"]["noise_lambda"] == 0.5
+
+    ran.clear()
+    compare(quick_config.replace(epochs=2), [0.0], [0], out_path=path, on_result=ran.append)
+    assert len(ran) == 1  # other settings: nothing to keep
+
+
+def test_sweep_continues_from_its_file_in_grid_order(quick_config, tmp_path):
+    path = str(tmp_path / "sweep.json")
+    sweep(quick_config, [1.0], [0], out_path=path)
+    ran = []
+    data = sweep(quick_config, [0.0, 1.0], [0], out_path=path, on_result=ran.append)
+    assert [r["config"]["noise_lambda"] for r in ran] == [0.0]
+    assert [r["noise_lambda"] for r in data["runs"]] == [0.0, 1.0]
+    assert experiments.load_sweep(path) == data
+    assert sweep(quick_config, [0.0, 1.0], [0], out_path=path, on_result=ran.append) == data and len(ran) == 1
+
+
+def test_an_out_file_of_another_kind_is_named(quick_config, tmp_path):
+    path = tmp_path / "compare.json"
+    path.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ConfigError, match="exists but is not a compare file"):
+        compare(quick_config, [0.0], [0], out_path=str(path))
