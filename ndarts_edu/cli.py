@@ -90,6 +90,9 @@ def cmd_search(args):
         except OSError as error:
             raise ConfigError(f"cannot create the --out folder {out!r} ({error.strerror})") from None
     c = search.config
+    if args.preset == "paper" and search.device.type == "cpu":
+        print("note: the paper preset is sized for a GPU; on a CPU one of its 50 epochs takes hours "
+              "(try --preset cpu, or --device cuda on a GPU machine)", file=sys.stderr)
     print(f"search: {c.space} space, {c.layers} cells x {c.channels} channels, {c.dataset}, noise_lambda={c.noise_lambda}"
           f", seed {c.seed}, {c.epochs} epochs on {search.device} ({search.threads} threads)", file=sys.stderr)
     try:
