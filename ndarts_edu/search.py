@@ -110,10 +110,11 @@ class SearchConfig:
         for name in ("epochs", "batch_size", "layers", "nodes", "stem_multiplier"):
             check_number(name, getattr(self, name), minimum=1, integer=True)
         check_number("channels", self.channels, minimum=2, integer=True)
-        for name in ("w_lr", "alpha_lr"):
+        # grad_clip 0 would scale every weight gradient to zero: the weights would never move.
+        for name in ("w_lr", "alpha_lr", "grad_clip"):
             check_number(name, getattr(self, name), minimum=0.0, strict=True)
         for name in ("w_lr_min", "w_momentum", "w_weight_decay", "alpha_weight_decay", "zero_one_weight",
-                     "grad_clip", "skip_drop_path"):
+                     "skip_drop_path"):
             check_number(name, getattr(self, name), minimum=0.0)
         check_number("train_portion", self.train_portion, minimum=0.0, maximum=1.0, strict=True)
         check_number("record_every", self.record_every, minimum=0, integer=True)

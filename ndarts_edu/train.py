@@ -232,8 +232,9 @@ class TrainConfig:
         check_number("channels", self.channels, minimum=2, integer=True)
         if self.channels % 2:
             raise ConfigError(f"channels must be even (the factorized reduce splits them in two), got {self.channels}")
-        check_number("lr", self.lr, minimum=0.0, strict=True)
-        for name in ("lr_min", "momentum", "weight_decay", "grad_clip"):
+        for name in ("lr", "grad_clip"):  # grad_clip 0 would scale every gradient to zero
+            check_number(name, getattr(self, name), minimum=0.0, strict=True)
+        for name in ("lr_min", "momentum", "weight_decay"):
             check_number(name, getattr(self, name), minimum=0.0)
         check_number("drop_path", self.drop_path, minimum=0.0, maximum=0.99)
         check_number("seed", self.seed, minimum=0, integer=True)

@@ -253,6 +253,7 @@ def test_an_overflowing_alpha_step_is_undone_and_stops_the_search(small_data, tm
     (dict(device="tpu"), "unknown device 'tpu'; allowed: auto, cpu, cuda, mps"),
     (dict(device="cpu:x"), "device 'cpu:x' is not a valid torch device"),
     (dict(epochs=0), "epochs must be >= 1, got 0"),
+    (dict(grad_clip=0), "grad_clip must be > 0.0, got 0"),
     (dict(epochs=-3), "epochs must be >= 1, got -3"),
     (dict(epochs=2.5), "epochs must be a whole number, got 2.5"),
     (dict(epochs="3"), "epochs must be a number, got '3'"),

@@ -140,6 +140,8 @@ def test_the_budget_comes_from_the_search():
         TrainConfig().replace(learning_rate=0.1)
     with pytest.raises(ConfigError, match="channels must be even"):
         TrainConfig(channels=5).validate()
+    with pytest.raises(ConfigError, match="grad_clip must be > 0.0, got 0"):
+        TrainConfig(grad_clip=0).validate()
 
 
 # -- files and the command line --------------------------------------------------------------------------
