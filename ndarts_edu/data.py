@@ -11,6 +11,7 @@
 Everything is held as tensors (on the search device when it fits) and served by ``Batches``,
 which shuffles with its own generator so that a seed fixes the order.
 """
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -275,8 +276,17 @@ class Batches:
         flip = torch.rand(n, generator=self.generator) < 0.5
         return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
 
+    def fingerprint(self):
+        """A checksum of the labels and of about 4096 pixels spread over the images: enough to tell
+        other data of the same size apart, cheap enough for CIFAR-10."""
+        pixels = self.images.reshape(-1)
+        digest = hashlib.sha256(self.labels.cpu().numpy().tobytes())
+        digest.update(pixels[:: max(1, pixels.numel() // 4096)].cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def state_dict(self):
-        return {"generator": self.generator.get_state(), "order": self._order, "position": self._position}
+        return {"generator": self.generator.get_state(), "order": self._order, "position": self._position,
+                "fingerprint": self.fingerprint()}
 
     def load_state_dict(self, state):
         order = state["order"]
@@ -284,5 +294,9 @@ class Batches:
             # Another data set: the saved order would index past it (or miss images).
             raise ConfigError(f"the saved batches were drawn from {len(order)} images, this data has "
                               f"{len(self.labels)}: resume with the data the search started with")
+        if state.get("fingerprint", self.fingerprint()) != self.fingerprint():  # absent in older checkpoints
+            raise ConfigError(f"the saved batches were drawn from other images of the same number "
+                              f"(checksum {state['fingerprint']} there, {self.fingerprint()} here): "
+                              "resume with the data the search started with")
         self.generator.set_state(state["generator"])
         self._order, self._position = state["order"], state["position"]

@@ -462,3 +462,13 @@ def test_resuming_with_other_data_is_refused(checkpoint_dir, small_data):
                      small_data.test_images, small_data.test_labels, num_classes=10)
     with pytest.raises(ConfigError, match="drawn from 64 images, this data has 128"):
         Search.resume(str(checkpoint_dir), data=more)
+    # the same number of images, but other ones: the checksum tells
+    flipped = ImageData("flipped", small_data.train_images.flip(3), small_data.train_labels,
+                        small_data.test_images, small_data.test_labels, num_classes=10)
+    with pytest.raises(ConfigError, match="other images of the same number \\(checksum [0-9a-f]{16} there"):
+        Search.resume(str(checkpoint_dir), data=flipped)
+    relabelled = ImageData("relabelled", small_data.train_images, small_data.train_labels.roll(1),
+                           small_data.test_images, small_data.test_labels, num_classes=10)
+    with pytest.raises(ConfigError, match="other images of the same number"):
+        Search.resume(str(checkpoint_dir), data=relabelled)
+    assert Search.resume(str(checkpoint_dir), data=small_data).done  # the same data resumes (a finished 1-epoch search)
