@@ -6,6 +6,7 @@ Every view reads what a search hands out (a result dict as in ``result.json``, t
 - ``alpha_competition``: the weights ``f(alpha)`` of each op over the steps, edge by edge, one
   column per run on shared axes (DARTS next to NoisyDARTS).
 - ``final_weights``: the last weights of a cell as a heatmap (edges x ops).
+- ``skip_share_by_epoch``: where each search was heading, epoch by epoch.
 - ``skip_share_vs_noise`` and ``sweep_view``: the noise sweep, ``skip_share`` against ``lambda``
   (mean and spread over seeds), and what one noise level looks like (what the slider shows).
 - ``cell_graph`` / ``cell_graphs``: the derived cell as a graph (no graphviz needed).
@@ -273,6 +274,21 @@ def skip_share_vs_noise(sweep, noise_lambda=None):
         return fig
 
     return _figure(Frame(_skip_share_traces(sweep, noise_lambda)), build)
+
+
+def skip_share_by_epoch(runs, titles=None):
+    """``skip_share`` of each run's normal cell at the end of every epoch (from ``history["epochs"]``):
+    where each search was heading, one line per run."""
+    titles = titles or [run_title(run) for run in runs]
+    fig = go.Figure()
+    for run, title in zip(runs, titles):
+        epochs = run["history"]["epochs"]
+        fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e["skip_share"] for e in epochs], mode="lines+markers",
+                        name=title, line=dict(color=OP_COLORS[SKIP] if noise_of(run)[:2] == (0.0, 0.0) else None))
+    fig.update_layout(title="skip share of the normal cell, epoch by epoch", xaxis_title="epoch",
+                      yaxis=dict(title="skip share", range=[0, 1], tickformat=".0%"), height=350,
+                      template="plotly_white", font=FONT)
+    return fig
 
 
 def sweep_view_frame(sweep, noise_lambda, seed=None):

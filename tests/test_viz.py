@@ -190,3 +190,12 @@ def test_ablation_bars_show_each_variants_mean_and_every_seed():
         finished = [r for r in data["runs"] if r["status"] == "finished"]
         assert sorted(zip(dot.y, dot.x)) == sorted((next(row["label"] for row in rows if row["key"] == r["variant"]),
                                                     r[measure]) for r in finished)
+
+
+def test_skip_share_by_epoch_draws_each_runs_history(results):
+    fig = viz.skip_share_by_epoch(results)
+    assert [t.name for t in fig.data] == [viz.run_title(r) for r in results]
+    for trace, run in zip(fig.data, results):
+        assert list(trace.y) == [e["skip_share"] for e in run["history"]["epochs"]]
+        assert list(trace.x) == [e["epoch"] for e in run["history"]["epochs"]]
+    assert fig.data[0].line.color == viz.OP_COLORS["skip_connect"] and fig.data[1].line.color is None

@@ -27,7 +27,6 @@ rather than keeping a second copy.
 CELLS += [
 ("code", r"""import inspect
 
-import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
@@ -244,13 +243,7 @@ print(f"on {device}: DARTS took {darts['seconds']:.0f} s, NoisyDARTS {noisy['sec
 ("md", r"""The *skip share* is the fraction of the normal cell's edges whose strongest op is skip (the
 `none` op left out): where the search is heading. Here it is epoch by epoch."""),
 
-("code", r"""fig = go.Figure()
-for run, name in ((darts, "DARTS"), (noisy, "NoisyDARTS")):
-    epochs = run["history"]["epochs"]
-    fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e["skip_share"] for e in epochs], mode="lines+markers", name=name)
-fig.update_layout(title="skip share of the normal cell, epoch by epoch", xaxis_title="epoch",
-                  yaxis=dict(title="skip share", range=[0, 1], tickformat=".0%"), height=350, template="plotly_white")
-fig
+("code", r"""viz.skip_share_by_epoch([darts, noisy], titles=["DARTS", "NoisyDARTS"])
 """),
 
 ("code", r"""# the claim of the course: without noise the skip op takes more of the cell than with it
