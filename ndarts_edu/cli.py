@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from . import derive
 from .errors import ConfigError
 from .presets import PRESETS, preset_config, preset_noise
 from .search import SearchDiverged
@@ -104,6 +105,10 @@ def cmd_search(args):
     print(f"{result['status']}: skip_share {result['skip_share']:.2f}, {result['genotype_skips']} skips in the "
           f"derived normal cell, supernet accuracy {result['valid_accuracy']}, {result['seconds']:.1f} s -> "
           f"{os.path.join(out, 'result.json')}")
+    try:
+        print(f"as DARTS's genotypes.py: {derive.darts_genotype_string(result['genotype'])}")
+    except ValueError:  # a FairDARTS cell without two ops per node has no DARTS spelling
+        pass
     return 0 if result["status"] == "finished" else 130
 
 

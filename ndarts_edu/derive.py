@@ -88,3 +88,28 @@ def skip_share(weights, op_names):
 def genotype_skips(cell):
     """Number of ``skip_connect`` ops in a derived cell (``[op, input]`` pairs or ``[op, input, node]`` triples)."""
     return sum(entry[0] == SKIP for entry in cell)
+
+
+def darts_genotype_string(genotype):
+    """The genotype as DARTS's ``genotypes.py`` writes one, to paste into code built on DARTS::
+
+        Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), reduce=[...], reduce_concat=range(2, 6))
+
+    DARTS's format has no node numbers, so a FairDARTS cell (``[op, input, node]`` triples) is
+    refused unless it keeps two ops on every node.
+    """
+    parts = []
+    for kind in ("normal", "reduce"):
+        cell = genotype[kind]
+        if cell and len(cell[0]) == 3:
+            nodes = [entry[2] for entry in cell]
+            if nodes != [2 + k // 2 for k in range(len(cell))]:
+                raise ValueError(f"the {kind} cell does not keep two ops per node (nodes {nodes}); "
+                                 "DARTS's Genotype cannot say which node an op feeds")
+        pairs = ", ".join(f"({entry[0]!r}, {entry[1]})" for entry in cell)
+        concat = list(genotype[f"{kind}_concat"])
+        span = (f"range({concat[0]}, {concat[-1] + 1})" if concat == list(range(concat[0], concat[-1] + 1))
+                else repr(concat))
+        parts.append(f"{kind}=[{pairs}], {kind}_concat={span}")
+    return f"Genotype({', '.join(parts)})"
+

@@ -128,6 +128,11 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     finished = json.loads((out / "result.json").read_text())
     assert finished["status"] == "finished" and finished["epochs_done"] == stopped["epochs_done"] + 2
+    # the last stdout line is the genotype as DARTS's genotypes.py spells it
+    genotype = finished["genotype"]
+    pairs = ", ".join(f"({op!r}, {source})" for op, source in genotype["normal"])
+    assert resumed.stdout.splitlines()[-1].startswith(f"as DARTS's genotypes.py: Genotype(normal=[{pairs}], "
+                                                      "normal_concat=range(2, ")
     assert finished["history"]["epochs"][: stopped["epochs_done"]] == stopped["history"]["epochs"]
 
 

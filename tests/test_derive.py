@@ -1,8 +1,11 @@
 """The genotype rules (DARTS's top-2, FairDARTS's threshold) and the skip counts, on hand-made weights."""
+from collections import namedtuple
+
 import pytest
 import torch
 
-from ndarts_edu.derive import derive_cell, derive_genotype, genotype_skips, skip_share, strongest_ops
+from ndarts_edu.derive import (darts_genotype_string, derive_cell, derive_genotype, genotype_skips, skip_share,
+                               strongest_ops)
 from ndarts_edu.network import edge_inputs
 
 OPS = ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3")
@@ -88,3 +91,25 @@ def test_genotype_skips():
 def test_wrong_edge_count():
     with pytest.raises(ValueError, match="4 edges"):
         derive_cell(SOFTMAX[:4], OPS)
+
+
+def test_darts_genotype_string_is_what_dartss_genotypes_py_holds():
+    genotype = derive_genotype({"normal": SOFTMAX, "reduce": SOFTMAX}, OPS)
+    text = darts_genotype_string(genotype)
+    assert text == ("Genotype(normal=[('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), "
+                    "('max_pool_3x3', 2)], normal_concat=range(2, 4), reduce=[('skip_connect', 0), "
+                    "('sep_conv_3x3', 1), ('skip_connect', 0), ('max_pool_3x3', 2)], reduce_concat=range(2, 4))")
+    # it is Python: DARTS's namedtuple rebuilds the cells
+    Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+    built = eval(text, {"Genotype": Genotype, "range": range})
+    assert [list(p) for p in built.normal] == genotype["normal"] and list(built.normal_concat) == [2, 3]
+
+
+def test_darts_genotype_string_refuses_a_cell_it_cannot_write():
+    sparse = {"normal": [["skip_connect", 0, 3]], "normal_concat": [2, 3],
+              "reduce": [["skip_connect", 0, 2], ["sep_conv_3x3", 1, 2]], "reduce_concat": [2]}
+    with pytest.raises(ValueError, match="normal cell does not keep two ops per node"):
+        darts_genotype_string(sparse)
+    full = dict(sparse, normal=sparse["reduce"], normal_concat=[2])
+    assert darts_genotype_string(full).startswith("Genotype(normal=[('skip_connect', 0), ('sep_conv_3x3', 1)], "
+                                                  "normal_concat=range(2, 3)")
