@@ -30,7 +30,7 @@ CELLS += [
 import torch
 import torch.nn.functional as F
 
-from ndarts_edu import experiments, repro, viz, widgets
+from ndarts_edu import derive, experiments, repro, viz, widgets
 from ndarts_edu.data import load_dataset, pick_device
 from ndarts_edu.errors import ConfigError
 from ndarts_edu.mixed import MixedOp, edge_weights
@@ -264,6 +264,12 @@ is all that survives the search: notebook 05 trains it from scratch."""),
 ("code", r"""print("DARTS normal cell:     ", darts["genotype"]["normal"])
 print("NoisyDARTS normal cell:", noisy["genotype"]["normal"])
 viz.cell_graphs([darts["genotype"], noisy["genotype"]], titles=["DARTS", "NoisyDARTS"])
+"""),
+
+("md", r"""The same genotype as DARTS's `genotypes.py` writes it, to paste into code built on DARTS
+(its `train.py` trains the network from it):"""),
+
+("code", r"""print(derive.darts_genotype_string(noisy["genotype"]))
 """),
 
 ("md", r"""## The noise exists only while searching
