@@ -15,14 +15,12 @@ searched over several seeds:
 computed with the ``cpu`` preset ships with the package (``load_ablations()``), so that a notebook
 answers at once. ``python -m ndarts_edu ablations`` recomputes it.
 """
-import json
 import os
 import statistics
 import threading
-from importlib import resources
 
 from . import derive
-from .errors import ConfigError, check_choice, check_number, read_json
+from .errors import ConfigError, check_choice, check_number, read_format_file
 from .ops import space_ops
 from .search import Search, SearchConfig, SearchDiverged, atomic_write_json
 
@@ -184,18 +182,7 @@ def ablations_base(data):
 
 def load_ablations(path=None):
     """The ablations shipped with the package (``path=None``) or a file written by ``run_ablations``."""
-    if path is None:
-        shipped = resources.files("ndarts_edu").joinpath(SHIPPED_ABLATIONS)
-        if not shipped.is_file():
-            raise ConfigError(f"this copy of ndarts_edu ships no {SHIPPED_ABLATIONS}: compute it with "
-                              "python -m ndarts_edu ablations and pass its path")
-        with shipped.open("r") as f:
-            data = json.load(f)
-    else:
-        data = read_json(path, "ablations file")
-    if not isinstance(data, dict) or data.get("format") != ABLATIONS_FORMAT:
-        raise ConfigError(f"{path or SHIPPED_ABLATIONS!r} is not an ndarts_edu ablations file")
-    return data
+    return read_format_file(path, SHIPPED_ABLATIONS, "ablations", ABLATIONS_FORMAT)
 
 
 def _mean_std(values):

@@ -294,9 +294,9 @@ class Batches:
             # Another data set: the saved order would index past it (or miss images).
             raise ConfigError(f"the saved batches were drawn from {len(order)} images, this data has "
                               f"{len(self.labels)}: resume with the data the search started with")
-        if state.get("fingerprint", self.fingerprint()) != self.fingerprint():  # absent in older checkpoints
+        saved, here = state.get("fingerprint"), self.fingerprint()
+        if saved is not None and saved != here:  # None: a checkpoint from before checksums
             raise ConfigError(f"the saved batches were drawn from other images of the same number "
-                              f"(checksum {state['fingerprint']} there, {self.fingerprint()} here): "
-                              "resume with the data the search started with")
+                              f"(checksum {saved} there, {here} here): resume with the data the search started with")
         self.generator.set_state(state["generator"])
         self._order, self._position = state["order"], state["position"]

@@ -90,6 +90,12 @@ def genotype_skips(cell):
     return sum(entry[0] == SKIP for entry in cell)
 
 
+def with_nodes(cell):
+    """The cell as ``[op, input, node]`` triples: DARTS's pairs come two per node in node order,
+    FairDARTS's triples already name their node."""
+    return [list(entry) if len(entry) == 3 else [entry[0], entry[1], 2 + k // 2] for k, entry in enumerate(cell)]
+
+
 def darts_genotype_string(genotype):
     """The genotype as DARTS's ``genotypes.py`` writes one, to paste into code built on DARTS::
 
@@ -100,16 +106,14 @@ def darts_genotype_string(genotype):
     """
     parts = []
     for kind in ("normal", "reduce"):
-        cell = genotype[kind]
-        if cell and len(cell[0]) == 3:
-            nodes = [entry[2] for entry in cell]
-            if nodes != [2 + k // 2 for k in range(len(cell))]:
-                raise ValueError(f"the {kind} cell does not keep two ops per node (nodes {nodes}); "
-                                 "DARTS's Genotype cannot say which node an op feeds")
-        pairs = ", ".join(f"({entry[0]!r}, {entry[1]})" for entry in cell)
+        cell = with_nodes(genotype[kind])
+        nodes = [node for *_, node in cell]
+        if nodes != [2 + k // 2 for k in range(len(cell))]:
+            raise ValueError(f"the {kind} cell does not keep two ops per node (nodes {nodes}); "
+                             "DARTS's Genotype cannot say which node an op feeds")
+        pairs = ", ".join(f"({op!r}, {source})" for op, source, _ in cell)
         concat = list(genotype[f"{kind}_concat"])
         span = (f"range({concat[0]}, {concat[-1] + 1})" if concat == list(range(concat[0], concat[-1] + 1))
                 else repr(concat))
         parts.append(f"{kind}=[{pairs}], {kind}_concat={span}")
     return f"Genotype({', '.join(parts)})"
-

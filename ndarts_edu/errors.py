@@ -6,6 +6,7 @@ can print it as one line and a notebook user sees what to change.
 import json
 import math
 import os
+from importlib import resources
 
 
 class ConfigError(ValueError):
@@ -54,3 +55,21 @@ def read_json(path, what):
             return json.load(f)
         except json.JSONDecodeError as error:
             raise ConfigError(f"{path!r} is not valid JSON ({error})") from None
+
+
+def read_format_file(path, shipped, what, data_format):
+    """A JSON file this package writes, marked ``"format": data_format``: ``path``, or with
+    ``path=None`` the copy shipped inside the package as ``shipped``."""
+    if path is None:
+        resource = resources.files(__package__).joinpath(shipped)
+        if not resource.is_file():
+            raise ConfigError(f"this copy of ndarts_edu ships no {shipped}: compute it (python -m ndarts_edu "
+                              f"{what}) and pass its path")
+        with resource.open("r") as f:
+            data = json.load(f)
+    else:
+        data = read_json(path, f"{what} file")
+    if not isinstance(data, dict) or data.get("format") != data_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"{path or shipped!r} is not an ndarts_edu {what} file (format {found!r})")
+    return data

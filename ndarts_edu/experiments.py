@@ -5,12 +5,10 @@ Both return plain data and, with ``out_path``, save it after every search. Run a
 same ``out_path`` and settings, they keep the searches that file already holds and run only the
 rest, so an interrupted run continues where it stopped.
 """
-import json
 import os
 import statistics
-from importlib import resources
 
-from .errors import ConfigError, check_number, read_json
+from .errors import ConfigError, check_number, read_format_file, read_json
 from .search import Search, atomic_write_json
 from .ops import SKIP, space_ops
 
@@ -28,6 +26,30 @@ def same_settings(recorded, config):
                if not (key == "device" and value == "auto") and not (key == "threads" and value is None))
 
 
+def _earlier_file(kind, out_path):
+    """The data of an earlier run's ``out_path``; ``None`` if there is none, ``ConfigError`` if it is not a ``kind`` file."""
+    if not out_path or not os.path.exists(out_path):
+        return None
+    data = read_json(out_path, f"{kind} file")
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise ConfigError(f"{out_path!r} exists but is not a {kind} file (no 'runs' list); "
+                          "remove it or choose another --out")
+    return data
+
+
+def _kept(kind, earlier, base_config, configs):
+    """The runs of ``earlier`` (a file's data, or ``None``) that searched one of ``configs``."""
+    if earlier is None:
+        return []
+    if kind == "compare":
+        return [r for r in earlier["runs"] if r.get("status") == "finished"
+                and any(same_settings(r["config"], c) for c in configs)]
+    if earlier.get("format") != SWEEP_FORMAT or earlier.get("config") != base_config.to_dict():
+        return []
+    grid = {(c.noise_lambda, c.seed) for c in configs}
+    return [r for r in earlier["runs"] if (r["noise_lambda"], r["seed"]) in grid]
+
+
 def kept_runs(kind, out_path, base_config, noise_lambdas, seeds):
     """What ``out_path`` already holds of this ``compare`` or ``sweep`` (``kind``): its finished
     searches of the same settings on the same grid (results for compare, entries for sweep).
@@ -35,19 +57,7 @@ def kept_runs(kind, out_path, base_config, noise_lambdas, seeds):
     ``[]`` if the file is not there; a ``ConfigError`` if it is there but is not such a file.
     """
     configs = _grid(base_config, noise_lambdas, seeds, kind)
-    if not out_path or not os.path.exists(out_path):
-        return []
-    data = read_json(out_path, f"{kind} file")
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
-        raise ConfigError(f"{out_path!r} exists but is not a {kind} file (no 'runs' list); "
-                          "remove it or choose another --out")
-    if kind == "compare":
-        return [r for r in data["runs"] if r.get("status") == "finished"
-                and any(same_settings(r["config"], c) for c in configs)]
-    if data.get("format") != SWEEP_FORMAT or data.get("config") != base_config.to_dict():
-        return []
-    grid = {(c.noise_lambda, c.seed) for c in configs}
-    return [r for r in data["runs"] if (r["noise_lambda"], r["seed"]) in grid]
+    return _kept(kind, _earlier_file(kind, out_path), base_config, configs)
 
 
 def _runs(configs, on_result=None, stop=None, out_path=None, wrap=None, kept=()):
@@ -86,7 +96,7 @@ def compare(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_pa
     ``wrap(search) -> result`` lets a caller run each search its own way (a progress bar).
     """
     configs = _grid(base_config, noise_lambdas, seeds, "compare")
-    kept = kept_runs("compare", out_path, base_config, noise_lambdas, seeds)
+    kept = _kept("compare", _earlier_file("compare", out_path), base_config, configs)
     return {"runs": _runs(configs, on_result, stop, out_path, wrap, kept)}
 
 
@@ -159,9 +169,10 @@ def sweep(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path
     data = {"format": SWEEP_FORMAT, "preset": preset, "config": base_config.to_dict(),
             "ops": list(space_ops(base_config.space)), "environment": None,
             "noise_lambdas": [float(lam) for lam in noise_lambdas], "seeds": [int(s) for s in seeds], "runs": []}
-    data["runs"] = kept_runs("sweep", out_path, base_config, noise_lambdas, seeds)
+    earlier = _earlier_file("sweep", out_path)
+    data["runs"] = _kept("sweep", earlier, base_config, configs)
     if data["runs"]:
-        data["environment"] = read_json(out_path, "sweep file").get("environment")
+        data["environment"] = earlier.get("environment")
     done = {(r["noise_lambda"], r["seed"]) for r in data["runs"]}
     order = {(c.noise_lambda, c.seed): k for k, c in enumerate(configs)}
 
@@ -180,14 +191,7 @@ def sweep(base_config, noise_lambdas, seeds, on_result=None, stop=None, out_path
 
 def load_sweep(path=None):
     """The sweep shipped with the package (``path=None``) or one saved by ``sweep``."""
-    if path is None:
-        with resources.files("ndarts_edu").joinpath(SHIPPED_SWEEP).open("r") as f:
-            data = json.load(f)
-    else:
-        data = read_json(path, "sweep file")
-    if data.get("format") != SWEEP_FORMAT:
-        raise ConfigError(f"{path or SHIPPED_SWEEP!r} is not an ndarts_edu sweep (format {data.get('format')!r})")
-    return data
+    return read_format_file(path, SHIPPED_SWEEP, "sweep", SWEEP_FORMAT)
 
 
 def sweep_summary(data):

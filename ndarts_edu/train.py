@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import repro
+from . import derive, repro
 from .data import Batches, ImageData, load_dataset, pick_device
 from .errors import ConfigError, check_choice, check_number, read_json
 from .mixed import drop_path
@@ -79,7 +79,7 @@ def _check_cell(kind, cell):
         if len(cell) % 2:
             raise ConfigError(f"the {kind} cell has {len(cell)} [op, input] pairs; pairs come two per node "
                               "(give [op, input, node] triples for a cell with fewer)")
-        cell = [(op, source, 2 + k // 2) for k, (op, source) in enumerate(cell)]
+        cell = derive.with_nodes(cell)
     checked = []
     for k, (op, source, node) in enumerate(cell):
         if op not in OPS or op == NONE:

@@ -376,8 +376,7 @@ def _curve(a, b, bend):
 
 
 def _add_cell(fig, genotype, cell, **where):
-    # [op, input] pairs come two per node in node order; FairDARTS's triples name the node.
-    entries = [(e[0], e[1], e[2] if len(e) == 3 else 2 + i // 2) for i, e in enumerate(genotype[cell])]
+    entries = derive.with_nodes(genotype[cell])
     concat = genotype.get(f"{cell}_concat") or sorted({node for *_, node in entries})
     nodes = max(concat) - 1
     spots = _cell_positions(nodes)

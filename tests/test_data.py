@@ -192,6 +192,12 @@ def _fake_torchvision(tmp_path, monkeypatch, init="", cifar_body="pass"):
         monkeypatch.delitem(sys.modules, name, raising=False)
 
 
+def _copies_from(source):
+    """A stand-in CIFAR10 body that 'downloads' by copying the batches written under ``source``."""
+    return ("import shutil, os\n"
+            f"shutil.copytree({str(source / 'cifar-10-batches-py')!r}, os.path.join(root, 'cifar-10-batches-py'))")
+
+
 def test_download_without_torchvision_says_so(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision -> ImportError
     with pytest.raises(ConfigError, match="needs torchvision.*ModuleNotFoundError"):
@@ -214,9 +220,7 @@ def test_download_offline_says_what_to_copy(tmp_path, monkeypatch):
 
 def test_download_then_read_what_torchvision_wrote(tmp_path, monkeypatch, cifar_root):
     source, batches = cifar_root
-    _fake_torchvision(tmp_path, monkeypatch, cifar_body=(
-        "import shutil, os\n"
-        f"shutil.copytree({str(source / 'cifar-10-batches-py')!r}, os.path.join(root, 'cifar-10-batches-py'))"))
+    _fake_torchvision(tmp_path, monkeypatch, cifar_body=_copies_from(source))
     root = tmp_path / "downloaded"
     d = cifar10(str(root), download=True)
     import torchvision.datasets as fake
@@ -231,9 +235,7 @@ def test_a_cifar10_search_downloads_what_is_missing(tmp_path, monkeypatch, cifar
     from ndarts_edu.search import Search, SearchConfig
 
     source, _ = cifar_root
-    _fake_torchvision(tmp_path, monkeypatch, cifar_body=(
-        "import shutil, os\n"
-        f"shutil.copytree({str(source / 'cifar-10-batches-py')!r}, os.path.join(root, 'cifar-10-batches-py'))"))
+    _fake_torchvision(tmp_path, monkeypatch, cifar_body=_copies_from(source))
     config = SearchConfig(dataset="cifar10", data_dir=str(tmp_path / "fresh"), space="s2", channels=4, layers=1,
                           nodes=1, batch_size=4, epochs=1, threads=1, device="cpu")
     search = Search(config)
