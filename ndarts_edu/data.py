@@ -12,6 +12,7 @@ Everything is held as tensors (on the search device when it fits) and served by 
 which shuffles with its own generator so that a seed fixes the order.
 """
 import hashlib
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -37,13 +38,15 @@ def pick_device(requested="auto"):
     if base == "auto":
         return torch.device("cuda" if cuda_ok else "mps" if mps_ok else "cpu")
     if base == "cuda" and not cuda_ok:
-        raise ConfigError(f"device {requested!r} asked for, but this machine has no CUDA GPU; use 'auto' or 'cpu'")
+        raise ConfigError(f"device {requested!r} asked for, but this machine has no CUDA GPU; "
+                          "use 'auto' or 'cpu'")
     index = requested.partition(":")[2]
     if base == "cuda" and index.isdigit() and int(index) >= torch.cuda.device_count():
-        raise ConfigError(f"device {requested!r} asked for, but this machine has {torch.cuda.device_count()} "
-                          "CUDA GPU(s), numbered from 0")
+        raise ConfigError(f"device {requested!r} asked for, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if base == "mps" and not mps_ok:
-        raise ConfigError(f"device {requested!r} asked for, but MPS is not available here; use 'auto' or 'cpu'")
+        raise ConfigError(f"device {requested!r} asked for, but MPS is not available here; "
+                          "use 'auto' or 'cpu'")
     try:
         return torch.device(requested)
     except RuntimeError as error:
@@ -102,12 +105,15 @@ def digits(image_size=None, test_fraction=0.2, split_seed=0):
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR-10's batch files (dicts of bytes, lists and numpy arrays) and nothing else."""
+    """Unpickles CIFAR-10's batch files (dicts of bytes, lists and numpy arrays) and nothing
+    else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
                ("numpy._core.multiarray", "scalar"),
-               ("_codecs", "encode")}  # Python 3's protocol 2 writes bytes as _codecs.encode(str, 'latin1')
+               # Python 3's protocol 2 writes bytes as _codecs.encode(str, 'latin1')
+               ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -124,7 +130,8 @@ def _read_cifar_batch(path):
     data = np.asarray(batch.get("data"), dtype=np.uint8)
     labels = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise ConfigError(f"{path} has data of shape {data.shape}, expected (N, 3072) with N labels")
+        raise ConfigError(f"{path} has data of shape {data.shape}, expected (N, 3072) "
+                          "with N labels")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -140,18 +147,23 @@ def cifar10(root, download=False, image_size=None, limit=None):
     if download and not os.path.isdir(folder):
         try:
             import torchvision
-        except Exception as error:  # not installed, or built for another torch (then RuntimeError or OSError)
+        except Exception as error:
+            # not installed, or built for another torch (then RuntimeError or OSError)
             raise ConfigError(f"downloading CIFAR-10 needs torchvision, which cannot be imported "
-                              f"({type(error).__name__}: {error}); install the torchvision that matches "
-                              f"torch {torch.__version__}, or put cifar-10-batches-py in {root!r}") from None
+                              f"({type(error).__name__}: {error}); install the torchvision that "
+                              f"matches torch {torch.__version__}, or put cifar-10-batches-py in "
+                              f"{root!r}") from None
         try:
-            torchvision.datasets.CIFAR10(root, train=True, download=True)  # the archive holds the test batch too
-        except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a bad checksum
-            raise ConfigError(f"could not download CIFAR-10 into {root!r} ({type(error).__name__}: {error}); "
-                              "on a machine without internet, copy cifar-10-batches-py there") from None
+            # the archive holds the test batch too
+            torchvision.datasets.CIFAR10(root, train=True, download=True)
+        except (OSError, RuntimeError) as error:
+            # no network (URLError is an OSError), a bad checksum
+            raise ConfigError(f"could not download CIFAR-10 into {root!r} "
+                              f"({type(error).__name__}: {error}); on a machine without "
+                              "internet, copy cifar-10-batches-py there") from None
     if not os.path.isdir(folder):
-        raise ConfigError(f"no CIFAR-10 at {folder!r}: download it (download=True, needs the network) "
-                          "or point data_dir at a folder holding cifar-10-batches-py")
+        raise ConfigError(f"no CIFAR-10 at {folder!r}: download it (download=True, needs the "
+                          "network) or point data_dir at a folder holding cifar-10-batches-py")
     train = [_read_cifar_batch(os.path.join(folder, f"data_batch_{i}")) for i in range(1, 6)
              if os.path.exists(os.path.join(folder, f"data_batch_{i}"))]
     if not train:
@@ -161,7 +173,8 @@ def cifar10(root, download=False, image_size=None, limit=None):
     train_y = torch.from_numpy(np.concatenate([y for _, y in train]))
     if limit:
         train_x, train_y = train_x[:limit], train_y[:limit]
-    train_x, test_x = _standardise(_resize(train_x.float(), image_size), _resize(torch.from_numpy(test[0]).float(), image_size))
+    train_x, test_x = _standardise(_resize(train_x.float(), image_size),
+                                   _resize(torch.from_numpy(test[0]).float(), image_size))
     return ImageData("cifar10", train_x, train_y, test_x, torch.from_numpy(test[1]), num_classes=10)
 
 
@@ -169,16 +182,19 @@ def _read_npz(path):
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ConfigError(f"{path} holds a single array, not an .npz archive of 'images' and 'labels' "
-                              "(write it with numpy.savez)")
+            raise ConfigError(f"{path} holds a single array, not an .npz archive of 'images' and "
+                              "'labels' (write it with numpy.savez)")
         with archive:
             images, labels = archive["images"], archive["labels"]
     except ConfigError:
         raise
     except KeyError as error:
-        raise ConfigError(f"{path} must hold arrays 'images' and 'labels' (missing {error})") from None
-    except Exception as error:  # a truncated or corrupt archive fails in many ways (zip, zlib, header)
-        raise ConfigError(f"{path} is not a readable .npz file ({type(error).__name__}: {error})") from None
+        raise ConfigError(f"{path} must hold arrays 'images' and 'labels' "
+                          f"(missing {error})") from None
+    except Exception as error:
+        # a truncated or corrupt archive fails in many ways (zip, zlib, header)
+        raise ConfigError(f"{path} is not a readable .npz file "
+                          f"({type(error).__name__}: {error})") from None
     if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
         raise ConfigError(f"{path}: images must be numbers, got dtype {images.dtype}")
     if len(images) == 0:
@@ -188,11 +204,14 @@ def _read_npz(path):
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
-        raise ConfigError(f"{path}: images must be (N, C, H, W) or (N, H, W), got shape {images.shape}")
+        raise ConfigError(f"{path}: images must be (N, C, H, W) or (N, H, W), "
+                          f"got shape {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ConfigError(f"{path}: labels must be (N,) = ({len(images)},), got shape {labels.shape}")
+        raise ConfigError(f"{path}: labels must be (N,) = ({len(images)},), "
+                          f"got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ConfigError(f"{path}: labels must be integers >= 0, got dtype {labels.dtype}, min {labels.min()}")
+        raise ConfigError(f"{path}: labels must be integers >= 0, got dtype {labels.dtype}, "
+                          f"min {labels.min()}")
     return torch.from_numpy(images.astype(np.float32)), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -214,18 +233,30 @@ def folder(path, image_size=None, test_fraction=0.2, split_seed=0):
         images, labels, test_images, test_labels = _split(images, labels, test_fraction, split_seed)
     train, test = _standardise(_resize(images, image_size), _resize(test_images, image_size))
     num_classes = int(torch.cat([labels, test_labels]).max()) + 1  # the test part may be empty
-    return ImageData(os.path.basename(os.path.normpath(path)), train, labels, test, test_labels, num_classes)
+    return ImageData(os.path.basename(os.path.normpath(path)), train, labels, test, test_labels,
+                     num_classes)
+
+
+def check_dataset(name, data_dir=None, image_size=None, limit=None):
+    """The rules of the data settings (``SearchConfig`` and ``TrainConfig`` check them too, before
+    anything is read): a known name, a folder for every data set but the embedded one, an image
+    size of at least 4 pixels, a limit of at least one image."""
+    check_choice("dataset", name, DATASETS)
+    if image_size is not None:
+        check_number("image_size", image_size, minimum=4, integer=True)
+    if limit is not None:
+        check_number("limit", limit, minimum=1, integer=True)
+    if name != "digits" and data_dir is None:
+        raise ConfigError(f"dataset {name!r} needs a data folder (data_dir / --data-dir)")
 
 
 def load_dataset(name="digits", data_dir=None, image_size=None, download=False, limit=None):
     """Load a data set by name (``digits``, ``cifar10`` or ``folder``)."""
-    check_choice("dataset", name, DATASETS)
+    check_dataset(name, data_dir, image_size, limit)
     if image_size is not None:
-        image_size = int(check_number("image_size", image_size, minimum=4, integer=True))
+        image_size = int(image_size)
     if name == "digits":
         return digits(image_size)
-    if data_dir is None:
-        raise ConfigError(f"dataset {name!r} needs a data folder (data_dir / --data-dir)")
     if name == "cifar10":
         return cifar10(data_dir, download=download, image_size=image_size, limit=limit)
     return folder(data_dir, image_size)
@@ -233,26 +264,80 @@ def load_dataset(name="digits", data_dir=None, image_size=None, download=False, 
 
 # -- batches -----------------------------------------------------------------------------------
 def split_search(images, labels, portion=0.5):
-    """Split the training images in two halves: one trains the weights, one the architecture."""
-    check_number("train_portion", portion, minimum=0.0, maximum=1.0, strict=True)
+    """Split the training images in two halves: one trains the weights, one the architecture.
+
+    ``portion`` is a validated ``train_portion`` (in (0, 1]); the images decide if both halves
+    hold some."""
     n = int(len(labels) * portion)
     if n == 0 or n == len(labels):
-        raise ConfigError(f"train_portion {portion} leaves one half of the {len(labels)} images empty")
+        raise ConfigError(f"train_portion {portion} leaves one half of the {len(labels)} images "
+                          "empty")
     return (images[:n], labels[:n]), (images[n:], labels[n:])
+
+
+AUGMENTS = ("none", "crop_flip", "distort")
+
+
+def augment_name(augment):
+    """``augment`` as one of ``AUGMENTS`` (``False``/``None`` mean "none", ``True`` "crop_flip")."""
+    if augment is None or isinstance(augment, bool):
+        return "crop_flip" if augment else "none"
+    return augment
+
+
+def check_augment(augment):
+    """The augmentation setting, checked where it enters (``SearchConfig``, ``TrainConfig``)."""
+    return check_choice("augment", augment_name(augment), AUGMENTS)
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """How far ``augment="distort"`` moves each image: a random affine map and pixel noise.
+
+    Every image of every batch gets its own rotation by up to ``degrees`` either way, a scaling
+    by a factor in ``[1 - scale, 1 + scale]``, a shift by up to ``shift`` of the image side in
+    each direction, then Gaussian pixel noise of std ``noise`` (the images are standardised, so
+    in units of the data's std). The draws are fresh every time, so the task never runs out, and
+    they come from the batches' own generator, so a seed fixes them and a checkpoint keeps them.
+    """
+
+    degrees: float = 15.0
+    scale: float = 0.12
+    shift: float = 0.125
+    noise: float = 0.3
+
+    def __post_init__(self):
+        check_number("distortion degrees", self.degrees, minimum=0.0, maximum=180.0)
+        check_number("distortion scale", self.scale, minimum=0.0, maximum=0.9)
+        check_number("distortion shift", self.shift, minimum=0.0, maximum=1.0)
+        check_number("distortion noise", self.noise, minimum=0.0)
 
 
 class Batches:
     """Shuffled mini-batches of in-memory tensors, endlessly; ``len()`` batches make an epoch.
 
-    Optional augmentation (random crop with 4 px padding and a horizontal flip, DARTS's CIFAR
-    recipe) runs on the tensors' device.
+    ``augment`` (run on the tensors' device, drawn per image from the batches' generator):
+
+    - ``"none"`` (or ``False``): the images as they are.
+    - ``"crop_flip"`` (or ``True``): DARTS's CIFAR recipe, a random crop of the image padded by
+      4 px and a horizontal flip with probability 1/2, each image its own offset and coin.
+    - ``"distort"``: a random rotation, scaling and shift and pixel noise per image
+      (``Distortion``; ``distortion`` overrides its defaults): the embedded digits made into a
+      task that a small supernet does not learn within a few epochs.
     """
 
-    def __init__(self, images, labels, batch_size, device, seed=0, augment=False, drop_last=True):
-        self.batch_size = int(check_number("batch_size", batch_size, minimum=1, integer=True))
+    def __init__(self, images, labels, batch_size, device, seed=0, augment=False, drop_last=True,
+                 distortion=None):
+        # validated settings (SearchConfig, TrainConfig check batch_size and augment once)
+        self.batch_size = int(batch_size)
         self.images, self.labels = images.to(device), labels.to(device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.augment = augment
+        self.augment = augment_name(augment)
+        self.distortion = distortion or Distortion()
+        # The digits' background (the darkest value of each channel) fills what a distortion moves
+        # in.
+        self._background = (self.images.amin(dim=(0, 2, 3), keepdim=True)
+                            if self.augment == "distort" else None)
         self.drop_last = drop_last and len(labels) >= self.batch_size
         self._order, self._position = None, 0
 
@@ -262,19 +347,56 @@ class Batches:
 
     def next(self):
         if self._order is None or self._position >= len(self) * self.batch_size:
-            self._order, self._position = torch.randperm(len(self.labels), generator=self.generator), 0
+            self._order, self._position = (torch.randperm(len(self.labels),
+                                                          generator=self.generator), 0)
         index = self._order[self._position:self._position + self.batch_size].to(self.images.device)
         self._position += self.batch_size
         x, y = self.images[index], self.labels[index]
-        return (self._augment(x) if self.augment else x), y
+        if self.augment == "crop_flip":
+            x = self._crop_flip(x)
+        elif self.augment == "distort":
+            x = self._distort(x)
+        return x, y
 
-    def _augment(self, x):
-        n, _, h, w = x.shape
+    def _draw(self, *shape):
+        """Uniform draws in [0, 1) from the batches' generator (on the CPU), moved to the data's
+        device."""
+        return torch.rand(*shape, generator=self.generator).to(self.images.device)
+
+    def _crop_flip(self, x):
+        # As torchvision's RandomCrop(padding=4) and RandomHorizontalFlip in DARTS's utils.py: each
+        # image its own offset. Deviation: the padding is 0 in standardised units (the mean pixel),
+        # where torchvision pads the raw image with black before it is normalised.
+        n, c, h, w = x.shape
         padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
-        dy, dx = (torch.randint(0, 9, (2,), generator=self.generator)).tolist()
-        x = padded[:, :, dy:dy + h, dx:dx + w]
-        flip = torch.rand(n, generator=self.generator) < 0.5
-        return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+        dy, dx = (self._draw(2, n) * 9).long()  # offsets 0..8, one pair per image
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        images = torch.arange(n, device=x.device)[:, None, None, None]
+        x = padded[images, torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+        flip = self._draw(n) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+    def _distort(self, x):
+        r"""Each image through its own affine map, then pixel noise.
+
+        The sampling grid maps an output pixel :math:`p` (coordinates in [-1, 1]) to the input
+        point :math:`R(\theta) p / s + t`: the image turns by :math:`\theta`, grows by :math:`s`
+        and moves by :math:`t`. What comes in from outside the image is the darkest value of each
+        channel (the digits' background).
+        """
+        d, n = self.distortion, x.shape[0]
+        angle = (self._draw(n) * 2 - 1) * math.radians(d.degrees)
+        scale = 1 + (self._draw(n) * 2 - 1) * d.scale
+        shift = (self._draw(n, 2) * 2 - 1) * 2 * d.shift  # the image side spans 2 in grid units
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                             torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        background = self._background
+        x = torch.nn.functional.grid_sample(x - background, grid, align_corners=False) + background
+        noise = torch.randn(x.shape, generator=self.generator).to(x.device)
+        return x + d.noise * noise
 
     def fingerprint(self):
         """A checksum of the labels and of about 4096 pixels spread over the images: enough to tell
@@ -285,18 +407,36 @@ class Batches:
         return digest.hexdigest()[:16]
 
     def state_dict(self):
-        return {"generator": self.generator.get_state(), "order": self._order, "position": self._position,
-                "fingerprint": self.fingerprint()}
+        return {"generator": self.generator.get_state(), "order": self._order,
+                "position": self._position, "fingerprint": self.fingerprint()}
 
     def load_state_dict(self, state):
         order = state["order"]
         if order is not None and len(order) != len(self.labels):
             # Another data set: the saved order would index past it (or miss images).
-            raise ConfigError(f"the saved batches were drawn from {len(order)} images, this data has "
-                              f"{len(self.labels)}: resume with the data the search started with")
+            raise ConfigError(f"the saved batches were drawn from {len(order)} images, this data "
+                              f"has {len(self.labels)}: resume with the data the search started "
+                              "with")
         saved, here = state.get("fingerprint"), self.fingerprint()
         if saved is not None and saved != here:  # None: a checkpoint from before checksums
             raise ConfigError(f"the saved batches were drawn from other images of the same number "
-                              f"(checksum {saved} there, {here} here): resume with the data the search started with")
+                              f"(checksum {saved} there, {here} here): resume with the data the "
+                              "search started with")
         self.generator.set_state(state["generator"])
         self._order, self._position = state["order"], state["position"]
+
+
+def distorted_test_set(images, labels, seed=0, copies=1, distortion=None):
+    """A harder test set that stays the same: ``copies`` distortions of every image, drawn once.
+
+    Each copy of each image gets its own rotation, scaling, shift and pixel noise (``Distortion``,
+    the draws of ``Batches(..., augment="distort")``) from a generator seeded with ``seed``, so
+    every network compared is tested on the same images, on every run. More copies measure an
+    accuracy with less of the luck of a small test set. Returns ``(images, labels)``, shuffled
+    alike.
+    """
+    copies = int(check_number("copies", copies, minimum=1, integer=True))
+    images, labels = images.repeat(copies, 1, 1, 1), labels.repeat(copies)
+    batches = Batches(images, labels, len(labels), images.device, seed=seed, augment="distort",
+                      drop_last=False, distortion=distortion)
+    return batches.next()

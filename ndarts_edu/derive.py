@@ -1,4 +1,4 @@
-"""From architecture weights to a discrete cell (the genotype), and how much of it is skip.
+"""From architecture weights to a discrete cell (the genotype), and how much of it is skip or none.
 
 Works on plain data (lists of rows, one row per edge in the order of ``network.edge_inputs``,
 one column per op) so a saved ``result.json`` derives exactly like a live supernet.
@@ -13,7 +13,7 @@ one column per op) so a saved ``result.json`` derives exactly like a live supern
 Inputs and nodes are numbered as states of the cell: 0 and 1 are the cell's two inputs, 2 the
 first intermediate node.
 """
-from .network import edge_inputs
+from .network import CELL_TYPES, edge_inputs
 from .ops import NONE, SKIP
 
 
@@ -47,8 +47,10 @@ def derive_cell(weights, op_names, threshold=None):
     """The discrete cell, in node order.
 
     ``threshold=None`` is DARTS's rule: ``[op, input]`` pairs, two per node. A number is
-    FairDARTS's threshold on the kept op's weight: ``[op, input, node]`` triples, up to two per node.
+    FairDARTS's threshold on the kept op's weight: ``[op, input, node]`` triples, up to two per
+    node.
     """
+    # every edge j -> i: its strongest op k other than `none`, and that op's weight f_k
     best = strongest_ops(weights, op_names)
     nodes = _nodes_of(len(best))
     by_node = {i: [] for i in range(nodes)}
@@ -56,10 +58,12 @@ def derive_cell(weights, op_names, threshold=None):
         by_node[node].append((source, *best[edge]))
     cell = []
     for node in range(nodes):
+        # node i keeps the 2 incoming edges of largest f_k, in the order of their inputs
         top_two = sorted(by_node[node], key=lambda e: -e[2])[:2]
         for source, k, w in sorted(top_two):
             if threshold is None:
                 cell.append([op_names[k], source])
+            # FairDARTS: an op stays only if its weight f_k >= threshold
             elif w >= threshold:
                 cell.append([op_names[k], source, 2 + node])
     return cell
@@ -68,7 +72,7 @@ def derive_cell(weights, op_names, threshold=None):
 def derive_genotype(weights, op_names, threshold=None):
     """A genotype dict: ``normal`` and ``reduce`` cells and their ``*_concat`` node lists."""
     genotype = {}
-    for kind in ("normal", "reduce"):
+    for kind in CELL_TYPES:
         rows = _rows(weights[kind])
         genotype[kind] = derive_cell(rows, op_names, threshold)
         genotype[f"{kind}_concat"] = list(range(2, 2 + _nodes_of(len(rows))))
@@ -85,27 +89,51 @@ def skip_share(weights, op_names):
     return sum(op_names[k] == SKIP for k, _ in best) / len(best)
 
 
+def op_shares(weights, op_names):
+    """``{op: fraction}`` of the cell's edges on which each op has the largest weight of ALL ops.
+
+    Unlike ``skip_share`` (DARTS's rule, ``none`` never chosen), ``none`` counts here: a noise
+    that takes the edges from skip only to hand them to ``none`` (RobustDARTS's other degenerate
+    cell) shows as a large ``none`` share. Ties go to the op listed first. The fractions sum to 1.
+    """
+    rows = _rows(weights)
+    wins = [max(range(len(row)), key=row.__getitem__) for row in rows]
+    return {name: sum(k == j for k in wins) / len(rows) for j, name in enumerate(op_names)}
+
+
+def mean_op_shares(shares):
+    """The mean of several ``op_shares`` dicts, op by op (``None`` entries, from files that predate
+    ``op_shares``, are left out); ``None`` when there is none."""
+    shares = [s for s in shares if s]
+    if not shares:
+        return None
+    return {name: sum(s.get(name, 0.0) for s in shares) / len(shares) for name in shares[0]}
+
+
 def genotype_skips(cell):
-    """Number of ``skip_connect`` ops in a derived cell (``[op, input]`` pairs or ``[op, input, node]`` triples)."""
+    """Number of ``skip_connect`` ops in a derived cell (``[op, input]`` pairs or
+    ``[op, input, node]`` triples)."""
     return sum(entry[0] == SKIP for entry in cell)
 
 
 def with_nodes(cell):
     """The cell as ``[op, input, node]`` triples: DARTS's pairs come two per node in node order,
     FairDARTS's triples already name their node."""
-    return [list(entry) if len(entry) == 3 else [entry[0], entry[1], 2 + k // 2] for k, entry in enumerate(cell)]
+    return [list(entry) if len(entry) == 3 else [entry[0], entry[1], 2 + k // 2]
+            for k, entry in enumerate(cell)]
 
 
 def darts_genotype_string(genotype):
     """The genotype as DARTS's ``genotypes.py`` writes one, to paste into code built on DARTS::
 
-        Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), reduce=[...], reduce_concat=range(2, 6))
+        Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6),
+                 reduce=[...], reduce_concat=range(2, 6))
 
     DARTS's format has no node numbers, so a FairDARTS cell (``[op, input, node]`` triples) is
     refused unless it keeps two ops on every node.
     """
     parts = []
-    for kind in ("normal", "reduce"):
+    for kind in CELL_TYPES:
         cell = with_nodes(genotype[kind])
         nodes = [node for *_, node in cell]
         if nodes != [2 + k // 2 for k in range(len(cell))]:
@@ -113,7 +141,7 @@ def darts_genotype_string(genotype):
                              "DARTS's Genotype cannot say which node an op feeds")
         pairs = ", ".join(f"({op!r}, {source})" for op, source, _ in cell)
         concat = list(genotype[f"{kind}_concat"])
-        span = (f"range({concat[0]}, {concat[-1] + 1})" if concat == list(range(concat[0], concat[-1] + 1))
-                else repr(concat))
+        consecutive = concat == list(range(concat[0], concat[-1] + 1))
+        span = f"range({concat[0]}, {concat[-1] + 1})" if consecutive else repr(concat)
         parts.append(f"{kind}=[{pairs}], {kind}_concat={span}")
     return f"Genotype({', '.join(parts)})"

@@ -1,4 +1,5 @@
-"""One error type for bad input, and the checks that raise it.
+"""The package's two errors: ``ConfigError`` for bad input (and the checks that raise it), and
+``SearchDiverged`` for a search whose numbers blew up.
 
 Every message names the offending value and what is allowed, so that the command line
 can print it as one line and a notebook user sees what to change.
@@ -11,6 +12,16 @@ from importlib import resources
 
 class ConfigError(ValueError):
     """A setting, file or argument that cannot be used; the message says why."""
+
+
+class SearchDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and the likely causes.
+
+    Raised by ``Search.run`` with ``result``: the search's result (status ``"diverged"``, the
+    history so far).
+    """
+
+    result = None
 
 
 def check_choice(name, value, allowed):
@@ -63,13 +74,14 @@ def read_format_file(path, shipped, what, data_format):
     if path is None:
         resource = resources.files(__package__).joinpath(shipped)
         if not resource.is_file():
-            raise ConfigError(f"this copy of ndarts_edu ships no {shipped}: compute it (python -m ndarts_edu "
-                              f"{what}) and pass its path")
+            raise ConfigError(f"this copy of ndarts_edu ships no {shipped}: compute it "
+                              f"(python -m ndarts_edu {what}) and pass its path")
         with resource.open("r") as f:
             data = json.load(f)
     else:
         data = read_json(path, f"{what} file")
     if not isinstance(data, dict) or data.get("format") != data_format:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"{path or shipped!r} is not an ndarts_edu {what} file (format {found!r})")
+        raise ConfigError(f"{path or shipped!r} is not an ndarts_edu {what} file "
+                          f"(format {found!r})")
     return data

@@ -44,7 +44,8 @@ class FactorizedReduce(nn.Module):
     def __init__(self, C_in, C_out, affine=True):
         super().__init__()
         if C_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {C_out}")
+            raise ValueError("FactorizedReduce needs an even number of output channels, "
+                             f"got {C_out}")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
@@ -73,14 +74,16 @@ class DilConv(nn.Sequential):
     def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_in, kernel_size, stride, padding, dilation=dilation, groups=C_in,
+                      bias=False),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
 
 class SepConv(nn.Sequential):
-    """Separable convolution as in DARTS: a DilConv (dilation 1) applied twice, stride on the first."""
+    """Separable convolution as in DARTS: a DilConv (dilation 1) applied twice, stride on the
+    first."""
 
     def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True):
         super().__init__(
@@ -90,20 +93,21 @@ class SepConv(nn.Sequential):
 
 
 def _pool(kind, C, stride, affine):
-    pool = (
-        nn.MaxPool2d(3, stride=stride, padding=1)
-        if kind == "max"
-        else nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
-    )
-    # DARTS puts a BN after pooling during search so its scale matches the convolutions'.
-    return nn.Sequential(pool, nn.BatchNorm2d(C, affine=False))
+    """A bare pool, as in DARTS's ``operations.py`` (the final network's). The search's mixed op
+    adds a batch norm after it (``mixed.MixedOp``, DARTS's ``model_search.py``)."""
+    if kind == "max":
+        return nn.MaxPool2d(3, stride=stride, padding=1)
+    return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
 
+
+POOLS = ("max_pool_3x3", "avg_pool_3x3")
 
 OPS = {
     NONE: lambda C, stride, affine: Zero(stride),
     "max_pool_3x3": lambda C, stride, affine: _pool("max", C, stride, affine),
     "avg_pool_3x3": lambda C, stride, affine: _pool("avg", C, stride, affine),
-    SKIP: lambda C, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine),
+    SKIP: lambda C, stride, affine: (nn.Identity() if stride == 1
+                                     else FactorizedReduce(C, C, affine)),
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
     "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
     "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),

@@ -2,158 +2,54 @@ r"""Bilevel architecture search: DARTS, and NoisyDARTS when the skip noise is on
 
 DARTS solves
 
-.. math::  \min_\alpha L_{val}(w^*(\alpha), \alpha) \quad \text{s.t.} \quad w^*(\alpha) = \arg\min_w L_{train}(w, \alpha)
+.. math::  \min_\alpha L_{val}(w^*(\alpha), \alpha)
+           \quad \text{s.t.} \quad w^*(\alpha) = \arg\min_w L_{train}(w, \alpha)
 
 by alternating, on every step, one architecture step on a batch of the *valid* half and one
 weight step on a batch of the *train* half (the training images split 50/50).
 
 - First order: the architecture gradient is :math:`\nabla_\alpha L_{val}(w, \alpha)`.
-- Second order: it is taken at the unrolled weights :math:`w' = w - \xi \nabla_w L_{train}(w, \alpha)`,
+- Second order: it is taken at the unrolled weights
+  :math:`w' = w - \xi \nabla_w L_{train}(w, \alpha)`,
 
-  .. math::  \nabla_\alpha L_{val}(w', \alpha) - \xi\, \nabla^2_{\alpha, w} L_{train}(w, \alpha)\, \nabla_{w'} L_{val}(w', \alpha)
+  .. math::  \nabla_\alpha L_{val}(w', \alpha)
+             - \xi\, \nabla^2_{\alpha, w} L_{train}(w, \alpha)\, \nabla_{w'} L_{val}(w', \alpha)
 
   with the Hessian-vector product by central finite differences,
-  :math:`\big(\nabla_\alpha L_{train}(w^+, \alpha) - \nabla_\alpha L_{train}(w^-, \alpha)\big) / 2\epsilon`,
-  :math:`w^\pm = w \pm \epsilon \nabla_{w'} L_{val}`, :math:`\epsilon = 0.01 / \lVert\nabla_{w'} L_{val}\rVert`.
+  :math:`\big(\nabla_\alpha L_{train}(w^+, \alpha) - \nabla_\alpha L_{train}(w^-, \alpha)\big)
+  / 2\epsilon`, :math:`w^\pm = w \pm \epsilon \nabla_{w'} L_{val}`,
+  :math:`\epsilon = 0.01 / \lVert\nabla_{w'} L_{val}\rVert`.
   The weights are moved in place and restored, never copied into a second model.
 
-The network is in training mode for both steps, so the skip noise is drawn afresh in each; it is
-in eval mode (no noise) for the validation accuracy. A search records plain data (``history``)
+The network is in training mode for both steps, so the skip noise is drawn afresh in each (the
+second-order step holds one draw for its passes on the train batch: ``unrolled_gradients``); it is
+in eval mode (no noise) for the validation accuracy, with batch-norm statistics re-estimated
+without noise (``evaluate``). A search records plain data (``history``)
 and hands it to callbacks, so live plots, the command line and saved files all see the same thing.
+
+This module is the algorithm: the two steps, one step of both (``train_one_step``), the close of
+an epoch (``finish_epoch``) and a plain loop (``loop``). Running it with a status, checkpoints,
+``result.json`` and Ctrl-C is ``runs``; the settings are ``config.SearchConfig``. One search
+across several devices (``torchrun``) is ``distributed``: a ``Replicas`` object whose hooks here
+(``shard``, ``mean``) take this rank's share of each batch and average each gradient over the
+ranks before it is used; in one process they are the identity.
 """
 import contextlib
-import dataclasses
-import json
 import math
-import os
-import pickle
-import signal
-import threading
 import time
-import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from . import derive, repro
+from . import derive, repro, runs
+from .distributed import ONE_PROCESS
+from .config import SearchConfig, cosine_schedule
 from .data import Batches, ImageData, load_dataset, pick_device, split_search
-from .errors import ConfigError, check_choice, check_number
-from .mixed import WEIGHTINGS, NOISE_TARGETS, zero_one_loss
-from .network import SuperNet
-from .noise import NOISE_DECAYS, NOISE_KINDS, cosine_scale
-from .ops import space_ops
-
-CHECKPOINT = "checkpoint.pt"
-RESULT = "result.json"
-RESULT_FORMAT = "ndarts_edu.result/1"
-CHECKPOINT_KEYS = ("config", "model", "w_optimizer", "a_optimizer", "train_batches", "valid_batches", "rng",
-                   "progress", "history")
-
-
-@dataclass
-class SearchConfig:
-    """Every setting of a search. Defaults are DARTS's, at the CPU teaching scale of ``presets``."""
-
-    # data
-    dataset: str = "digits"
-    data_dir: str = None
-    image_size: int = None
-    train_portion: float = 0.5
-    augment: bool = False
-    limit: int = None
-    # supernet
-    space: str = "s3"
-    layers: int = 5
-    channels: int = 8
-    nodes: int = 4
-    stem_multiplier: int = 3
-    weighting: str = "softmax"
-    # noise (NoisyDARTS); noise_lambda = 0 is plain DARTS
-    noise_lambda: float = 0.0
-    noise_kind: str = "gaussian"
-    noise_mean: float = 0.0
-    noise_on: str = "skip"
-    noise_decay: str = "none"
-    skip_drop_path: float = 0.0
-    # optimisation
-    epochs: int = 10
-    batch_size: int = 64
-    order: int = 1
-    w_lr: float = 0.05
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    alpha_lr: float = 3e-4
-    alpha_betas: tuple = (0.5, 0.999)
-    alpha_weight_decay: float = 1e-3
-    zero_one_weight: float = 0.0
-    fair_threshold: float = 0.85
-    # run
-    seed: int = 0
-    device: str = "auto"
-    threads: int = None
-    record_every: int = 1
-
-    def validate(self):
-        """Check every setting; raise ``ConfigError`` naming the first bad one."""
-        space_ops(self.space)
-        check_choice("dataset", self.dataset, ("digits", "cifar10", "folder"))
-        check_choice("weighting", self.weighting, WEIGHTINGS)
-        check_choice("noise kind", self.noise_kind, NOISE_KINDS)
-        check_choice("noise target", self.noise_on, NOISE_TARGETS)
-        check_choice("noise decay", self.noise_decay, NOISE_DECAYS)
-        check_choice("order", self.order, (1, 2))
-        check_number("noise_lambda", self.noise_lambda, minimum=0.0)
-        check_number("noise_mean", self.noise_mean)
-        for name in ("epochs", "batch_size", "layers", "nodes", "stem_multiplier"):
-            check_number(name, getattr(self, name), minimum=1, integer=True)
-        check_number("channels", self.channels, minimum=2, integer=True)
-        # grad_clip 0 would scale every weight gradient to zero: the weights would never move.
-        for name in ("w_lr", "alpha_lr", "grad_clip"):
-            check_number(name, getattr(self, name), minimum=0.0, strict=True)
-        for name in ("w_lr_min", "w_momentum", "w_weight_decay", "alpha_weight_decay", "zero_one_weight",
-                     "skip_drop_path"):
-            check_number(name, getattr(self, name), minimum=0.0)
-        check_number("train_portion", self.train_portion, minimum=0.0, maximum=1.0, strict=True)
-        check_number("record_every", self.record_every, minimum=0, integer=True)
-        check_number("seed", self.seed, minimum=0, integer=True)
-        if self.threads is not None:
-            check_number("threads", self.threads, minimum=1, integer=True)
-        if len(tuple(self.alpha_betas)) != 2:
-            raise ConfigError(f"alpha_betas must be two numbers, got {self.alpha_betas!r}")
-        pick_device(self.device)
-        return self
-
-    def to_dict(self):
-        d = dataclasses.asdict(self)
-        d["alpha_betas"] = list(self.alpha_betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        values = dict(values)
-        if "alpha_betas" in values:
-            values["alpha_betas"] = tuple(values["alpha_betas"])
-        return cls(**values)
-
-    def replace(self, **changes):
-        """A copy with some settings changed (unknown names raise ``ConfigError``)."""
-        return SearchConfig.from_dict({**self.to_dict(), **changes})
-
-
-class SearchDiverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the step and the likely causes.
-
-    Raised by ``Search.run`` with ``result``: the search's result (status ``"diverged"``, the history so far).
-    """
-
-    result = None
+from .errors import ConfigError, SearchDiverged, check_number
+from .mixed import zero_one_loss
+from .network import SuperNet, batch_starts, kept_batchnorm_statistics, recalibrate_batchnorm
+from .network import evaluate as evaluate_model
+from .noise import hold_draws
 
 
 def _rounded(rows, digits=6):
@@ -164,56 +60,74 @@ class Search:
     """One search: the supernet, its two optimizers, the data halves, the history.
 
     ``Search(config).run()`` does it all; ``arch_step`` and ``weight_step`` are public so a
-    notebook can take the steps by hand.
+    notebook can take the steps by hand. ``replicas``: a ``distributed.Replicas`` for one rank of
+    a data-parallel search (``distributed.from_environment()`` under torchrun); then the steps
+    take this rank's share of a batch, and ``train_one_step`` hands it out.
     """
 
-    def __init__(self, config=None, data=None):
+    def __init__(self, config=None, data=None, replicas=None):
+        # Every rule about the settings is checked here, once, before anything is loaded or built.
         self.config = (config or SearchConfig()).validate()
         c = self.config
+        self.replicas = replicas or ONE_PROCESS
+        self.replicas.check(c)
         self.threads = repro.set_threads(c.threads)
         repro.seed_everything(c.seed)
-        self.device = pick_device(c.device)
+        self.device = self.replicas.bind(pick_device(c.device))
         if data is None:
-            # CIFAR-10 is fetched through torchvision when its folder is missing (a GPU notebook, Colab).
+            # CIFAR-10 is fetched through torchvision when its folder is missing (a GPU notebook).
             data = load_dataset(c.dataset, c.data_dir, c.image_size, limit=c.limit, download=True)
         elif not isinstance(data, ImageData):
-            raise ConfigError(f"data must be an ndarts_edu.data.ImageData, got {type(data).__name__}")
+            raise ConfigError(f"data must be an ndarts_edu.data.ImageData, "
+                              f"got {type(data).__name__}")
         self.data_name = data.name
+        # The training images in two halves: w learns on one, alpha on the other.
         (xw, yw), (xa, ya) = split_search(data.train_images, data.train_labels, c.train_portion)
-        self.train_batches = Batches(xw, yw, c.batch_size, self.device, seed=c.seed, augment=c.augment)
-        self.valid_batches = Batches(xa, ya, c.batch_size, self.device, seed=c.seed + 1, augment=c.augment)
+        self.train_batches = Batches(xw, yw, c.batch_size, self.device, seed=c.seed,
+                                     augment=c.augment)
+        self.valid_batches = Batches(xa, ya, c.batch_size, self.device, seed=c.seed + 1,
+                                     augment=c.augment)
         self.steps_per_epoch = min(len(self.train_batches), len(self.valid_batches))
 
-        self.model = SuperNet(in_channels=data.shape[0], num_classes=data.num_classes, channels=c.channels,
-                              layers=c.layers, nodes=c.nodes, space=c.space, weighting=c.weighting,
-                              stem_multiplier=c.stem_multiplier, noise_on=c.noise_on,
-                              skip_drop_path=c.skip_drop_path).to(self.device).use_channels_last()
+        self.model = SuperNet(in_channels=data.shape[0], num_classes=data.num_classes,
+                              channels=c.channels, layers=c.layers, nodes=c.nodes, space=c.space,
+                              weighting=c.weighting, stem_multiplier=c.stem_multiplier,
+                              noise_on=c.noise_on, skip_drop_path=c.skip_drop_path,
+                              fused=c.fused)
+        self.model = self.model.to(self.device).use_channels_last()
         self.model.set_noise(c.noise_lambda, c.noise_kind, c.noise_mean)
+        # the same model on every rank (one seed); from here each rank draws its own noise
+        self.replicas.seed_draws(c.seed)
         self.op_names = list(self.model.op_names)
         self.weight_params = self.model.weight_parameters()
         self.arch_params = self.model.arch_parameters()
+        # w: SGD with momentum (its learning rate follows lr_at); alpha: Adam, as DARTS.
         self.w_optimizer = torch.optim.SGD(self.weight_params, c.w_lr, momentum=c.w_momentum,
                                            weight_decay=c.w_weight_decay)
-        self.a_optimizer = torch.optim.Adam(self.arch_params, c.alpha_lr, betas=tuple(c.alpha_betas),
+        self.a_optimizer = torch.optim.Adam(self.arch_params, c.alpha_lr,
+                                            betas=tuple(c.alpha_betas),
                                             weight_decay=c.alpha_weight_decay)
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.history = {"steps": [], "epochs": []}
+        self.world_sizes = [[0, self.replicas.world_size]]  # [first step, ranks] of each stretch
         self.seconds = 0.0
         self.status, self.message = "new", ""
-        self._sums = self._zero_sums()
-        self._enter_epoch()
+        self.sums = self._zero_sums()
+        self.enter_epoch()
 
     # -- schedules --------------------------------------------------------------------------
     def lr_at(self, epoch):
-        """Cosine annealing of the weight learning rate from ``w_lr`` to ``w_lr_min`` over the epochs."""
+        """The weight learning rate of ``epoch``: cosine annealing from ``w_lr`` to ``w_lr_min``."""
         c = self.config
-        return c.w_lr_min + 0.5 * (c.w_lr - c.w_lr_min) * (1 + math.cos(math.pi * epoch / c.epochs))
+        return cosine_schedule(epoch, c.epochs, c.w_lr, c.w_lr_min)
 
-    def _enter_epoch(self):
+    def enter_epoch(self):
+        """Set the current epoch's learning rate and noise scale (1, or a cosine decay to 0)."""
+        c = self.config
         for group in self.w_optimizer.param_groups:
             group["lr"] = self.lr_at(self.epoch)
-        scale = cosine_scale(self.epoch, self.config.epochs) if self.config.noise_decay == "cosine" else 1.0
-        self.model.set_noise(scale=scale)
+        self.model.set_noise(scale=cosine_schedule(self.epoch, c.epochs)
+                             if c.noise_decay == "cosine" else 1.0)
 
     @property
     def lr(self):
@@ -221,29 +135,53 @@ class Search:
 
     # -- the two steps ----------------------------------------------------------------------
     def _valid_objective(self, x, y):
+        """``L_val``: the cross-entropy on a batch of the valid half (plus FairDARTS's zero-one
+        loss, when the weighting is sigmoid)."""
         loss = F.cross_entropy(self.model(x), y)
         if self.config.weighting == "sigmoid" and self.config.zero_one_weight > 0:
-            loss = loss + self.config.zero_one_weight * sum(zero_one_loss(a) for a in self.arch_params)
+            # L_val + w_01 * L_01(alpha): one mean over both cell types' weights (FairDARTS), not
+            # one per cell type (twice that)
+            loss = loss + self.config.zero_one_weight * zero_one_loss(self.arch_params)
         return loss
 
     def arch_gradients(self, x_train, y_train, x_valid, y_valid):
-        """The architecture gradient of this step, first or second order (see the module docstring)."""
+        """The architecture gradient of this step, first or second order (module docstring)."""
         self.model.train()
         if self.config.order == 1:
+            # grad_alpha L_val(w, alpha): the weights as they are
             loss = self._valid_objective(x_valid, y_valid)
-            return list(torch.autograd.grad(loss, self.arch_params)), loss.detach()
+            # data-parallel: the mean over the ranks (distributed; the identity in one process)
+            *grads, loss = self.replicas.mean([*torch.autograd.grad(loss, self.arch_params),
+                                               loss.detach()])
+            return grads, loss
+        # grad_alpha L_val(w', alpha) at the unrolled weights w', with xi = the weights' lr
         return self.unrolled_gradients(x_train, y_train, x_valid, y_valid, xi=self.lr)
 
     def unrolled_gradients(self, x_train, y_train, x_valid, y_valid, xi):
-        """DARTS's second-order gradient, with the weights moved in place and then restored."""
+        """DARTS's second-order gradient, with the weights moved in place and then restored.
+
+        Common random numbers: the three passes on the train batch (the gradient at ``w`` that
+        unrolls the weights, and the finite differences at ``w+`` and ``w-``) see one draw of the
+        noise and of the skip drop-path masks, ``n1``; the pass on the valid batch draws its own,
+        ``n2``. The gradient is then the exact derivative of one sample of the unrolled objective,
+        ``L_val(w - xi grad_w L_train(w, alpha; n1), alpha; n2)``: the Hessian term differentiates
+        the very ``L_train`` that moved the weights. With a fresh draw in each finite-difference
+        pass (DARTS's ``architect.py`` as it stands; it has no noise), ``g(w+) - g(w-)`` would hold
+        the difference of two noise draws, O(lambda), divided by ``2 eps`` (0.01 / ||v||): an error
+        larger than the Hessian term itself (``benchmarks/hvp_noise.py``). NoisyDARTS's reference
+        code searches first order only; its copy of DARTS's second-order step would not run (its
+        ``_loss`` lacks the ``epoch`` argument there), so there is no reference choice to follow.
+        """
         c, W, A = self.config, self.weight_params, self.arch_params
         with torch.no_grad():
             backup = [w.detach().clone() for w in W]
-        # Each graph is dropped as soon as its gradient is taken (``del``, ``detach``): one kept alive
-        # still held ~0.55 GB of a 4.9 GB pass (16 ch, 8 cells, batch 32) through the next pass.
-        grads = torch.autograd.grad(F.cross_entropy(self.model(x_train), y_train), W)
+        # Each graph is dropped as soon as its gradient is taken (``del``, ``detach``): one kept
+        # alive still held ~0.55 GB of a 4.9 GB pass (16 ch, 8 cells, batch 32) through the next.
+        # w' = w - xi (grad_w L_train(w, alpha; n1) + wd w + momentum buf): one SGD step, as DARTS
+        with hold_draws(self.model) as train_draws:
+            grads = torch.autograd.grad(F.cross_entropy(self.model(x_train), y_train), W)
+        grads = self.replicas.mean(grads)  # data-parallel: the mean over the ranks
         with torch.no_grad():
-            # w' = w - xi * (grad + momentum * buffer + weight_decay * w): one SGD step, as DARTS.
             for w, g in zip(W, grads):
                 buffer = self.w_optimizer.state.get(w, {}).get("momentum_buffer")
                 step = g + c.w_weight_decay * w
@@ -251,24 +189,46 @@ class Search:
                     step = step + c.w_momentum * buffer
                 w.sub_(xi * step)
         del grads
-        valid_loss = self._valid_objective(x_valid, y_valid)
-        grads = torch.autograd.grad(valid_loss, A + W)
-        valid_loss = valid_loss.detach()
-        d_alpha, d_w = list(grads[: len(A)]), grads[len(A):]
-        eps = 0.01 / torch.cat([g.reshape(-1) for g in d_w]).norm().clamp_min(1e-12)
-
-        def train_alpha_grad(sign):
-            with torch.no_grad():
-                for w, b, g in zip(W, backup, d_w):
-                    w.copy_(b + sign * eps * g)
-            return torch.autograd.grad(F.cross_entropy(self.model(x_train), y_train), A)
-
-        g_plus, g_minus = train_alpha_grad(+1), train_alpha_grad(-1)
-        with torch.no_grad():
-            for w, b in zip(W, backup):
-                w.copy_(b)
-        hvp = [(p - m) / (2 * eps) for p, m in zip(g_plus, g_minus)]
+        # d_alpha = grad_alpha L_val(w', alpha; n2),  d_w = grad_w' L_val(w', alpha; n2)
+        valid_loss = self._valid_objective(x_valid, y_valid)  # outside the hold: fresh draws n2
+        *grads, valid_loss = self.replicas.mean([*torch.autograd.grad(valid_loss, A + W),
+                                                 valid_loss.detach()])
+        d_alpha, d_w = grads[: len(A)], grads[len(A):]
+        # hvp ~ grad^2_{alpha, w} L_train(w, alpha; n1) d_w, with n1 again at w+ and at w-
+        with hold_draws(self.model, train_draws):
+            hvp = self.hessian_vector_product(x_train, y_train, d_w, at=backup)
+        # grad_alpha L_val(w', alpha) - xi hvp
         return [da - xi * h for da, h in zip(d_alpha, hvp)], valid_loss
+
+    def hessian_vector_product(self, x, y, vector, at=None):
+        r""":math:`\nabla^2_{\alpha, w} L_{train}(w, \alpha)\, v` by central differences (DARTS):
+
+        .. math::  \big(\nabla_\alpha L(w + \epsilon v, \alpha)
+                   - \nabla_\alpha L(w - \epsilon v, \alpha)\big) / 2\epsilon,
+                   \qquad \epsilon = 0.01 / \lVert v \rVert
+
+        ``at``: the weights ``w`` (tensors like ``weight_params``; default: the current ones). The
+        weights are moved in place and left at ``w``. The two passes draw the noise as the model
+        does: afresh, unless the call is inside ``noise.hold_draws`` (see ``unrolled_gradients``).
+        """
+        W, A = self.weight_params, self.arch_params
+        with torch.no_grad():
+            at = [w.detach().clone() for w in W] if at is None else at
+        eps = 0.01 / torch.cat([v.reshape(-1) for v in vector]).norm().clamp_min(1e-12)
+
+        def alpha_grad(sign):
+            with torch.no_grad():
+                for w, base, v in zip(W, at, vector):
+                    w.copy_(base + sign * eps * v)
+            return torch.autograd.grad(F.cross_entropy(self.model(x), y), A)
+
+        # data-parallel: both passes' means over the ranks, in one all-reduce
+        both = self.replicas.mean([*alpha_grad(+1), *alpha_grad(-1)])
+        g_plus, g_minus = both[:len(A)], both[len(A):]
+        with torch.no_grad():
+            for w, base in zip(W, at):
+                w.copy_(base)
+        return [(p - m) / (2 * eps) for p, m in zip(g_plus, g_minus)]
 
     def arch_step(self, x_train, y_train, x_valid, y_valid):
         """One Adam step on ``alpha``; returns the validation loss it saw (noise on)."""
@@ -276,69 +236,99 @@ class Search:
         self._check_finite("architecture", float(loss))
         for a, g in zip(self.arch_params, grads):
             a.grad = g
-        before = [a.detach().clone() for a in self.arch_params]
-        self.a_optimizer.step()
-        if not all(bool(torch.isfinite(a).all()) for a in self.arch_params):
-            # Adam can overflow (a huge alpha_lr) though the loss was finite: undo, so alpha stays usable.
-            with torch.no_grad():
-                for a, b in zip(self.arch_params, before):
-                    a.copy_(b)
-            raise self._diverged("the architecture parameters became non-finite")
+        # g = grad_alpha + wd alpha;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        # alpha = alpha - alpha_lr m_hat / (sqrt(v_hat) + eps)   (Adam, bias-corrected m_hat, v_hat)
+        with self._undone_if_alpha_overflows():
+            self.a_optimizer.step()
         return float(loss)
 
     def weight_step(self, x, y):
         """One SGD step on the weights (``alpha`` fixed); returns (loss, correct predictions)."""
         self.model.train()
+        # L_train(w, alpha) on a batch of the train half, fresh noise on the skip ops
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        self._check_finite("weight", float(loss.detach()))
-        grads = torch.autograd.grad(loss, self.weight_params)
+        correct = (logits.argmax(1) == y).sum()
+        # g = grad_w L_train(w, alpha), scaled down to norm grad_clip if it is longer;
+        # data-parallel: the means over the ranks of g, the loss and the count, before the clip
+        *grads, loss, correct = self.replicas.mean([*torch.autograd.grad(loss, self.weight_params),
+                                                    loss.detach(), correct.float()])
+        self._check_finite("weight", float(loss))
         for w, g in zip(self.weight_params, grads):
             w.grad = g
         torch.nn.utils.clip_grad_norm_(self.weight_params, self.config.grad_clip)
+        # buf = momentum buf + g + wd w;  w = w - lr buf
         self.w_optimizer.step()
-        return float(loss.detach()), int((logits.argmax(1) == y).sum())
+        return float(loss), round(float(correct) * self.replicas.world_size)
 
+    # -- safety nets: a non-finite number stops the search, the parameters stay the last good ones
     def _check_finite(self, which, loss):
         """Stop before a non-finite loss reaches the parameters, so they stay the last good ones."""
         if not math.isfinite(loss):
             raise self._diverged(f"the {which} step's loss became {loss}")
+
+    @contextlib.contextmanager
+    def _undone_if_alpha_overflows(self):
+        """Around an Adam step: Adam can overflow (a huge ``alpha_lr``) though the loss was
+        finite; then ``alpha`` is put back, so that it stays usable, and the search stops."""
+        before = [a.detach().clone() for a in self.arch_params]
+        yield
+        if not all(bool(torch.isfinite(a).all()) for a in self.arch_params):
+            with torch.no_grad():
+                for a, b in zip(self.arch_params, before):
+                    a.copy_(b)
+            raise self._diverged("the architecture parameters became non-finite")
 
     def _diverged(self, what, where=None):
         """The error for a non-finite value: what, where, and the settings that usually cause it."""
         c = self.config
         where = where or f"at step {self.step + 1} (epoch {self.epoch + 1})"
         return SearchDiverged(
-            f"{what} {where}: lower the learning rates (w_lr={c.w_lr}, alpha_lr={c.alpha_lr}) or the noise "
-            f"(noise_lambda={c.noise_lambda}, noise_mean={c.noise_mean})")
+            f"{what} {where}: lower the learning rates (w_lr={c.w_lr}, alpha_lr={c.alpha_lr}) "
+            f"or the noise (noise_lambda={c.noise_lambda}, noise_mean={c.noise_mean})")
 
     # -- measurement ------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, batches=None):
-        """Loss and accuracy of the supernet in eval mode (no noise) on the architecture half."""
-        batches = batches or self.valid_batches
-        self.model.eval()
-        loss, correct, n = 0.0, 0, len(batches.labels)
-        for start in range(0, n, 256):
-            x, y = batches.images[start:start + 256], batches.labels[start:start + 256]
-            logits = self.model(x)
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
+    def evaluate(self, batches=None, recalibrate=True):
+        """Loss and accuracy of the supernet in eval mode (no noise) on the architecture half.
+
+        ``recalibrate=True``: with batch-norm statistics re-estimated without noise on the weight
+        half (``network.recalibrate_batchnorm``, the images unaugmented, in order, no random draw);
+        the search's own running statistics are put back afterwards, so measuring changes nothing
+        and a resumed search stays bit-identical. ``False``: with the statistics the search
+        gathered under noise (the "raw" figure, which at a large noise measures that mismatch).
+
+        Data-parallel, each rank re-estimates on every ``R``-th batch and measures every ``R``-th
+        image; the ranks then combine their parts, weighted by their size (``Replicas.mean``).
+        """
+        batches, parts = batches or self.valid_batches, self.replicas
+        with kept_batchnorm_statistics(self.model):
+            if recalibrate:
+                starts = batch_starts(len(self.train_batches.images), self.config.batch_size)
+                mine = parts.part(starts)
+                recalibrate_batchnorm(self.model, self.train_batches.images,
+                                      self.config.batch_size, mine)
+                parts.mean_batchnorm_statistics(self.model, weight=len(mine) / len(starts))
+            images, labels = parts.part(batches.images), parts.part(batches.labels)
+            measured = evaluate_model(self.model, images, labels) if len(labels) else (0, 0)
+            loss_and_accuracy = parts.mean_numbers(measured,
+                                                   weight=len(labels) / len(batches.labels))
         self.model.train()
-        return loss / n, correct / n
+        return loss_and_accuracy
 
     def weights(self):
         """``{"normal": rows, "reduce": rows}`` of ``f(alpha)`` as plain lists."""
         return {k: _rounded(v.cpu()) for k, v in self.model.weights().items()}
 
     def alphas(self):
+        """``{"normal": rows, "reduce": rows}`` of ``alpha`` as plain lists."""
         return {k: _rounded(v.detach().cpu()) for k, v in self.model.alphas().items()}
 
-    def _threshold(self):
+    def threshold(self):
+        """FairDARTS's threshold on a kept op's weight (sigmoid); ``None``: DARTS's top-2 rule."""
         return self.config.fair_threshold if self.config.weighting == "sigmoid" else None
 
     def genotype(self):
-        return derive.derive_genotype(self.weights(), self.op_names, self._threshold())
+        return derive.derive_genotype(self.weights(), self.op_names, self.threshold())
 
     def skip_share(self):
         return derive.skip_share(self.weights()["normal"], self.op_names)
@@ -350,19 +340,22 @@ class Search:
 
     def train_one_step(self):
         """An architecture step and a weight step; records and returns the step's record."""
-        x_train, y_train = self.train_batches.next()
-        x_valid, y_valid = self.valid_batches.next()
+        # this rank's share of each batch (data-parallel; the whole batch in one process)
+        x_train, y_train = self.replicas.shard(*self.train_batches.next())
+        x_valid, y_valid = self.replicas.shard(*self.valid_batches.next())
         valid_loss = self.arch_step(x_train, y_train, x_valid, y_valid)
         loss, correct = self.weight_step(x_train, y_train)
+        self.replicas.mean_batchnorm_statistics(self.model)  # every rank the same running stats
         self.step += 1
         self.step_in_epoch += 1
-        s = self._sums
+        s = self.sums
         s["loss"] += loss
         s["valid_loss"] += valid_loss
         s["correct"] += correct
-        s["seen"] += len(y_train)
+        s["seen"] += len(y_train) * self.replicas.world_size
         s["steps"] += 1
-        record = {"step": self.step, "epoch": round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4),
+        record = {"step": self.step,
+                  "epoch": round(self.epoch + self.step_in_epoch / self.steps_per_epoch, 4),
                   "train_loss": round(loss, 6), "valid_loss": round(valid_loss, 6)}
         every = self.config.record_every
         if every and self.step % every == 0:
@@ -372,24 +365,31 @@ class Search:
 
     def finish_epoch(self):
         """Close the epoch: measure, record, and move the schedules to the next epoch."""
-        s = self._sums
+        s = self.sums
+        raw_loss, raw_accuracy = self.evaluate(recalibrate=False)
         valid_loss, valid_accuracy = self.evaluate()
-        if not math.isfinite(valid_loss):  # e.g. batch-norm statistics that overflowed: checkpoint none of it
-            raise self._diverged(f"the validation loss (eval mode) became {valid_loss}",
-                                 f"at the end of epoch {self.epoch + 1} (step {self.step})")
+        for loss in (raw_loss, valid_loss):
+            if not math.isfinite(loss):  # e.g. batch-norm statistics overflowed: checkpoint none
+                raise self._diverged(f"the validation loss (eval mode) became {loss}",
+                                     f"at the end of epoch {self.epoch + 1} (step {self.step})")
         weights = self.weights()
-        cell = derive.derive_cell(weights["normal"], self.op_names, self._threshold())
+        cell = derive.derive_cell(weights["normal"], self.op_names, self.threshold())
+        noise = self.model.noise_modules()
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
             "lr": round(self.lr, 8),
-            "noise_scale": round(self.model.noise_modules()[0].scale, 6) if self.model.noise_modules() else 0.0,
+            "noise_scale": round(noise[0].scale, 6) if noise else 0.0,
             "train_loss": round(s["loss"] / max(s["steps"], 1), 6),
             "train_accuracy": round(s["correct"] / max(s["seen"], 1), 6),
             "arch_loss": round(s["valid_loss"] / max(s["steps"], 1), 6),
             "valid_loss": round(valid_loss, 6),
             "valid_accuracy": round(valid_accuracy, 6),
+            # the same with the batch-norm statistics of the search (gathered under noise): evaluate
+            "valid_loss_raw": round(raw_loss, 6),
+            "valid_accuracy_raw": round(raw_accuracy, 6),
             "skip_share": derive.skip_share(weights["normal"], self.op_names),
+            "op_shares": derive.op_shares(weights["normal"], self.op_names),
             "genotype_skips": derive.genotype_skips(cell),
             "seconds": round(self.seconds, 3),
             "weights": weights,
@@ -397,67 +397,35 @@ class Search:
         self.history["epochs"].append(record)
         self.epoch += 1
         self.step_in_epoch = 0
-        self._sums = self._zero_sums()
+        self.sums = self._zero_sums()
         if self.epoch < self.config.epochs:
-            self._enter_epoch()
+            self.enter_epoch()
         return record
 
     @property
     def done(self):
         return self.epoch >= self.config.epochs
 
-    def run(self, on_step=None, on_epoch=None, stop=None, out_dir=None, epochs=None):
-        """Search until ``config.epochs`` (or ``epochs``), a stop, a Ctrl-C or a divergence.
+    def loop(self, on_step=None, on_epoch=None, stop=None):
+        """Step until ``config.epochs`` are done or ``stop`` (a ``threading.Event``) is set.
 
-        ``on_step(record)`` and ``on_epoch(record)`` get plain dicts; ``stop`` is a
-        ``threading.Event`` checked after every step. With ``out_dir`` a checkpoint is written
-        after every epoch and on any stop, and ``result.json`` at the end. Returns ``result()``.
+        ``on_step(record)`` after every step, ``on_epoch(record)`` after every epoch's close; the
+        time in steps and closes (not in the callbacks) adds up in ``seconds``.
         """
-        if epochs is not None:
-            self.extend(epochs)
-        stop = stop or threading.Event()
-        restore_sigint = _stop_on_sigint(stop)
-        self.status, self.message = "running", ""
-        try:
-            while not self.done and not stop.is_set():
+        while not self.done and not (stop is not None and stop.is_set()):
+            started = time.perf_counter()
+            try:
+                record = self.train_one_step()
+            finally:
+                self.seconds += time.perf_counter() - started
+            if on_step:
+                on_step(record)
+            if self.step_in_epoch >= self.steps_per_epoch:
                 started = time.perf_counter()
-                try:
-                    record = self.train_one_step()
-                finally:
-                    self.seconds += time.perf_counter() - started
-                if on_step:
-                    on_step(record)
-                if self.step_in_epoch >= self.steps_per_epoch:
-                    started = time.perf_counter()
-                    record = self.finish_epoch()
-                    self.seconds += time.perf_counter() - started
-                    if out_dir:
-                        self.save_checkpoint(out_dir)
-                    if on_epoch:
-                        on_epoch(record)
-            self.status = "finished" if self.done else "stopped"
-            if self.status == "stopped":
-                self.message = f"stopped at step {self.step} (epoch {self.epoch + 1}, step {self.step_in_epoch} of it)"
-                if out_dir:
-                    self.save_checkpoint(out_dir)
-        except SearchDiverged as error:
-            self.status, self.message = "diverged", str(error)
-            error.result = self.result()  # the history so far, also for callers of run_search
-            if out_dir:  # keep the last good checkpoint (the last epoch's); save what was learnt
-                self.save_result(out_dir)
-            raise
-        except KeyboardInterrupt:
-            # A second Ctrl-C lands mid-step: no checkpoint of that, the last one stays the consistent one.
-            self.status = "interrupted"
-            self.message = f"interrupted during step {self.step + 1}; a resume continues from the last checkpoint"
-            if out_dir:
-                self.save_result(out_dir)
-            raise
-        finally:
-            restore_sigint()
-        if out_dir:
-            self.save_result(out_dir)
-        return self.result()
+                record = self.finish_epoch()
+                self.seconds += time.perf_counter() - started
+                if on_epoch:
+                    on_epoch(record)
 
     def extend(self, epochs):
         """Continue to ``epochs`` in all.
@@ -475,193 +443,34 @@ class Search:
         if epochs != self.config.epochs:
             self.config = self.config.replace(epochs=epochs)
             if not self.done:
-                self._enter_epoch()
+                self.enter_epoch()
 
-    # -- results and checkpoints ------------------------------------------------------------
+    # -- the run and its files: doors into ``runs`` ------------------------------------------
+    def run(self, on_step=None, on_epoch=None, stop=None, out_dir=None, epochs=None):
+        """Search until ``config.epochs`` (or ``epochs``), a stop, a Ctrl-C or a divergence.
+
+        ``on_step(record)`` and ``on_epoch(record)`` get plain dicts; ``stop`` is a
+        ``threading.Event`` checked after every step. With ``out_dir`` a checkpoint is written
+        after every epoch and on any stop, and ``result.json`` at the end. Returns ``result()``.
+        """
+        return runs.run(self, on_step, on_epoch, stop, out_dir, epochs)
+
     def result(self):
         """Everything a reader needs, as plain data (what ``result.json`` holds)."""
-        weights = self.weights()
-        genotype = derive.derive_genotype(weights, self.op_names, self._threshold())
-        last = self.history["epochs"][-1] if self.history["epochs"] else {}
-        config = self.config.to_dict()
-        config["device"] = str(self.device)
-        config["threads"] = self.threads
-        return {
-            "format": RESULT_FORMAT,
-            "status": self.status,
-            "message": self.message,
-            "config": config,
-            "data": self.data_name,
-            "environment": repro.environment(self.device),
-            "ops": self.op_names,
-            "alphas": self.alphas(),
-            "weights": weights,
-            "genotype": genotype,
-            "skip_share": derive.skip_share(weights["normal"], self.op_names),
-            "genotype_skips": derive.genotype_skips(genotype["normal"]),
-            "epochs_done": self.epoch,
-            "steps_done": self.step,
-            "valid_accuracy": last.get("valid_accuracy"),
-            "seconds": round(self.seconds, 3),
-            "history": self.history,
-        }
-
-    def save_result(self, out_dir):
-        os.makedirs(out_dir, exist_ok=True)
-        return atomic_write_json(os.path.join(out_dir, RESULT), self.result())
+        return runs.result(self)
 
     def state_dict(self):
         """Everything needed to continue exactly: tensors and plain data only (safe to load)."""
-        return {
-            "format": RESULT_FORMAT,
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "w_optimizer": self.w_optimizer.state_dict(),
-            "a_optimizer": self.a_optimizer.state_dict(),
-            "train_batches": self.train_batches.state_dict(),
-            "valid_batches": self.valid_batches.state_dict(),
-            "rng": repro.rng_state(),
-            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "step": self.step,
-                         "seconds": self.seconds, "sums": dict(self._sums)},
-            "history": self.history,
-        }
+        return runs.state_dict(self)
 
     def load_state_dict(self, state):
         """Continue from a ``state_dict``; one of another configuration raises ``ConfigError``."""
-        self._check_fits(state)
-        # The batches first: they refuse a state drawn from other data before anything else changes.
-        self.train_batches.load_state_dict(state["train_batches"])
-        self.valid_batches.load_state_dict(state["valid_batches"])
-        self.model.load_state_dict(state["model"])
-        self.w_optimizer.load_state_dict(state["w_optimizer"])
-        self.a_optimizer.load_state_dict(state["a_optimizer"])
-        repro.set_rng_state(state["rng"])
-        p = state["progress"]
-        self.epoch, self.step_in_epoch, self.step = p["epoch"], p["step_in_epoch"], p["step"]
-        self.seconds, self._sums = p["seconds"], dict(p["sums"])
-        self.history = state["history"]
-        # The schedules of the current epoch, and the noise settings, follow from the config.
-        self.model.set_noise(self.config.noise_lambda, self.config.noise_kind, self.config.noise_mean)
-        if not self.done:
-            lr = [g["lr"] for g in self.w_optimizer.param_groups]
-            self._enter_epoch()
-            if self.step_in_epoch:  # mid-epoch: keep the epoch's learning rate as it was
-                for g, value in zip(self.w_optimizer.param_groups, lr):
-                    g["lr"] = value
-
-    def _check_fits(self, state):
-        """Refuse a state whose model does not fit this search, naming why, before anything is overwritten."""
-        missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
-        if missing:
-            raise ConfigError(f"the checkpoint lacks {', '.join(missing)}")
-        saved, here = state["model"], self.model.state_dict()
-        if not isinstance(saved, dict):
-            raise ConfigError(f"the checkpoint's model is a {type(saved).__name__}, not a dict of tensors")
-
-        def shape(tensors, name):
-            return tuple(getattr(tensors.get(name), "shape", ()))
-
-        wrong = sorted(set(saved) ^ set(here)) or [name for name in here if shape(saved, name) != shape(here, name)]
-        if not wrong:
-            return
-        name = wrong[0]
-        detail = (f"{name} has shape {shape(saved, name)} there, {shape(here, name)} here"
-                  if name in saved and name in here else f"{name} is in only one of the two models")
-        theirs, ours = state.get("config") or {}, self.config.to_dict()
-        differ = [f"{key} {theirs[key]!r} there, {ours[key]!r} here" for key in ours
-                  if key in theirs and theirs[key] != ours[key] and key not in ("epochs", "device", "threads")]
-        cause = (f"it is from another configuration ({'; '.join(differ)})" if differ
-                 else "its model does not match the configuration saved with it")
-        raise ConfigError(f"the checkpoint does not fit this search: {cause}; {detail}")
-
-    def save_checkpoint(self, out_dir):
-        """Write ``out_dir/checkpoint.pt`` atomically (write, then rename)."""
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, CHECKPOINT)
-        with _replacing(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        return path
+        runs.load_state_dict(self, state)
 
     @classmethod
-    def resume(cls, out_dir, data=None, device=None):
+    def resume(cls, out_dir, data=None, device=None, replicas=None):
         """Rebuild a search from ``out_dir/checkpoint.pt``, ready to ``run`` on."""
-        state = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
-        try:
-            config = SearchConfig.from_dict(state["config"])
-            if device is not None:
-                config = config.replace(device=device)
-            search = cls(config, data=data)
-            search.load_state_dict(state)
-        except ConfigError as error:
-            raise ConfigError(f"cannot resume from {out_dir!r}: {error}") from None
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as error:
-            raise ConfigError(f"checkpoint in {out_dir!r} does not fit its own configuration "
-                              f"({type(error).__name__}: {' '.join(str(error).split())})") from None
-        return search
-
-
-def load_checkpoint(path):
-    """Load a checkpoint safely (``weights_only=True``: tensors and plain data, never code)."""
-    if not os.path.exists(path):
-        raise ConfigError(f"no checkpoint at {path!r}")
-    try:
-        with warnings.catch_warnings():  # a corrupt file can make torch warn too: the error below says it all
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's text here advises weights_only=False: not for a student
-        raise ConfigError(f"refused to load checkpoint {path!r}: it holds something other than tensors and "
-                          "plain data (loading it could run code), or it is corrupt") from None
-    except Exception as error:  # truncated or corrupt
-        first = str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot load checkpoint {path!r}: the file is truncated or corrupt ({first})") from None
-    if not isinstance(state, dict) or state.get("format") != RESULT_FORMAT:
-        raise ConfigError(f"{path!r} is not an ndarts_edu search checkpoint")
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if missing or not isinstance(state["config"], dict):
-        raise ConfigError(f"checkpoint {path!r} is incomplete (missing or malformed: {', '.join(missing) or 'config'})")
-    return state
-
-
-@contextlib.contextmanager
-def _replacing(path):
-    """Yield a temporary name to write; rename it to ``path`` when done, remove it on any failure."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:  # an error or a Ctrl-C mid-write: the old file stays whole, no stray temp file
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_json(path, data):
-    """Write ``data`` as JSON to ``path`` atomically (write, then rename)."""
-    with _replacing(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, allow_nan=False)
-    return path
-
-
-def _stop_on_sigint(stop):
-    """While a search runs in the main thread, Ctrl-C asks it to stop after the current step.
-
-    A second Ctrl-C interrupts at once. Returns a function that restores the previous handler.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if stop.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        stop.set()
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        return lambda: None
-    return lambda: signal.signal(signal.SIGINT, previous)
+        return runs.resume(cls, out_dir, data, device, replicas)
 
 
 def run_search(config=None, data=None, **kwargs):

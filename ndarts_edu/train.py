@@ -10,7 +10,8 @@ Here each node is the plain sum of its ops (no mixed op, no ``alpha``, no noise)
 
 .. math::  x_i = \sum_{(o, j) \in \text{node } i} o(x_j)
 
-and the cell outputs the concatenation of its ``*_concat`` nodes. Batch norms are affine again, and
+and the cell outputs the concatenation of its ``*_concat`` nodes. Batch norms are affine again,
+pools are bare (the search's batch norm after a pool belongs to its mixed op, as in DARTS), and
 drop-path (DARTS's regulariser of the final network) is an option. Every cell compared is trained
 with the same budget: the same ``TrainConfig``, only the genotype differs.
 
@@ -23,39 +24,40 @@ with the pairs in node order, two per node. A cell with fewer (FairDARTS's thres
 op) needs the node spelled out: ``[op, input, node]``. Inputs and nodes are numbered as states of
 the cell: 0 and 1 are the two cell inputs, 2 is the first intermediate node.
 """
-import dataclasses
 import math
 import random
 import threading
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import derive, repro
+from .config import TrainConfig, cosine_schedule
 from .data import Batches, ImageData, load_dataset, pick_device
-from .errors import ConfigError, check_choice, check_number, read_json
+from .errors import ConfigError, read_json
 from .mixed import drop_path
-from .network import cell_stack
+from .network import CELL_TYPES, cell_stack, evaluate
 from .ops import NONE, OPS, ReLUConvBN, FactorizedReduce, make_op
 
 TRAIN_FORMAT = "ndarts_edu.train/1"
-CELL_TYPES = ("normal", "reduce")
 
 
 # -- the genotype, checked -------------------------------------------------------------------------
 def check_genotype(genotype):
-    """Return the genotype with every cell as ``[op, input, node]`` triples; raise ``ConfigError`` if it is not one.
+    """Return the genotype with every cell as ``[op, input, node]`` triples; raise ``ConfigError``
+    if it is not one.
 
     Accepts what ``derive`` writes (pairs, two per node) and cells with the node given.
     """
     if not isinstance(genotype, dict):
-        raise ConfigError(f"a genotype must be a dict with 'normal' and 'reduce' cells, got {type(genotype).__name__}")
+        raise ConfigError("a genotype must be a dict with 'normal' and 'reduce' cells, "
+                          f"got {type(genotype).__name__}")
     missing = [kind for kind in CELL_TYPES if kind not in genotype]
     if missing:
-        raise ConfigError(f"genotype has no {' or '.join(repr(m) for m in missing)} cell; it has keys {sorted(genotype)}")
+        raise ConfigError(f"genotype has no {' or '.join(repr(m) for m in missing)} cell; "
+                          f"it has keys {sorted(genotype)}")
     checked = {}
     for kind in CELL_TYPES:
         cell = _check_cell(kind, genotype[kind])
@@ -63,41 +65,48 @@ def check_genotype(genotype):
         concat = genotype.get(f"{kind}_concat", list(range(2, last + 1)))
         if not isinstance(concat, (list, tuple)) or not concat or \
                 any(not isinstance(n, int) or not 2 <= n <= last for n in concat):
-            raise ConfigError(f"{kind}_concat must list node numbers from 2 to {last}, got {concat!r}")
+            raise ConfigError(f"{kind}_concat must list node numbers from 2 to {last}, "
+                              f"got {concat!r}")
         checked[kind], checked[f"{kind}_concat"] = cell, sorted(set(concat))
     return checked
 
 
 def _check_cell(kind, cell):
     if not isinstance(cell, (list, tuple)) or not cell:
-        raise ConfigError(f"the {kind} cell must be a non-empty list of [op, input] pairs, got {cell!r}")
+        raise ConfigError(f"the {kind} cell must be a non-empty list of [op, input] pairs, "
+                          f"got {cell!r}")
     if any(not isinstance(e, (list, tuple)) or len(e) not in (2, 3) for e in cell):
-        raise ConfigError(f"every entry of the {kind} cell must be [op, input] or [op, input, node], got {cell!r}")
+        raise ConfigError(f"every entry of the {kind} cell must be [op, input] or "
+                          f"[op, input, node], got {cell!r}")
     if len({len(e) for e in cell}) > 1:
         raise ConfigError(f"the {kind} cell mixes [op, input] pairs and [op, input, node] triples")
     if len(cell[0]) == 2:
         if len(cell) % 2:
-            raise ConfigError(f"the {kind} cell has {len(cell)} [op, input] pairs; pairs come two per node "
-                              "(give [op, input, node] triples for a cell with fewer)")
+            raise ConfigError(f"the {kind} cell has {len(cell)} [op, input] pairs; pairs come two "
+                              "per node (give [op, input, node] triples for a cell with fewer)")
         cell = derive.with_nodes(cell)
     checked = []
     for k, (op, source, node) in enumerate(cell):
         if op not in OPS or op == NONE:
             allowed = ", ".join(name for name in OPS if name != NONE)
-            raise ConfigError(f"unknown op {op!r} in the {kind} cell (entry {k}); allowed: {allowed}")
+            raise ConfigError(f"unknown op {op!r} in the {kind} cell (entry {k}); "
+                              f"allowed: {allowed}")
         if not isinstance(node, int) or isinstance(node, bool) or node < 2:
-            raise ConfigError(f"node {node!r} of the {kind} cell (entry {k}) must be a whole number >= 2")
+            raise ConfigError(f"node {node!r} of the {kind} cell (entry {k}) must be a whole "
+                              "number >= 2")
         if not isinstance(source, int) or isinstance(source, bool) or not 0 <= source < node:
-            raise ConfigError(f"input {source!r} of node {node} in the {kind} cell (entry {k}) must be a "
-                              f"whole number from 0 to {node - 1} (an earlier node)")
+            raise ConfigError(f"input {source!r} of node {node} in the {kind} cell (entry {k}) "
+                              f"must be a whole number from 0 to {node - 1} (an earlier node)")
         checked.append([op, source, node])
     return sorted(checked, key=lambda e: e[2])
 
 
 def read_genotype_file(path):
-    """``(genotype, search_config)`` from a JSON file: a search's ``result.json`` or a bare genotype.
+    """``(genotype, search_config)`` from a JSON file: a search's ``result.json`` or a bare
+    genotype.
 
-    ``search_config`` is the search's settings (a dict) for a ``result.json``, ``None`` for a bare genotype.
+    ``search_config`` is the search's settings (a dict) for a ``result.json``, ``None`` for a bare
+    genotype.
     """
     data = read_json(path, "genotype file")
     search_config = None
@@ -145,7 +154,8 @@ class Cell(nn.Module):
     def __init__(self, cell, concat, C_prev_prev, C_prev, C, reduction, reduction_prev):
         super().__init__()
         self.reduction = reduction
-        self.preprocess0 = FactorizedReduce(C_prev_prev, C) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1, 1, 0)
+        self.preprocess0 = (FactorizedReduce(C_prev_prev, C) if reduction_prev
+                            else ReLUConvBN(C_prev_prev, C, 1, 1, 0))
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
         alive, edges = {0, 1}, []
         for node in sorted({node for _, _, node in cell}):
@@ -162,28 +172,36 @@ class Cell(nn.Module):
         self.multiplier = len(self.concat)
 
     def forward(self, s0, s1, drop_prob=0.0):
+        # x_0, x_1: the two previous cells' outputs, brought to C channels
         states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}
         for (source, node), op in zip(self.edges, self.ops):
             h = op(states[source])
-            # Drop-path on every op but an identity skip (DARTS: dropping a skip would drop the input).
+            # Drop-path on every op but an identity skip (DARTS: dropping a skip would drop the
+            # input).
             if self.training and drop_prob > 0 and not isinstance(op, nn.Identity):
                 h = drop_path(h, drop_prob)
+            # x_i = sum_{(o, j) in node i} o(x_j)
             states[node] = states[node] + h if node in states else h
+        # the cell's output: its concat nodes, stacked along the channels
         return torch.cat([states[n] for n in self.concat], dim=1)
 
 
 class Network(nn.Module):
-    """DARTS's final network: stem, ``layers`` copies of the derived cells (reduction at 1/3 and 2/3), classifier."""
+    """DARTS's final network: stem, ``layers`` copies of the derived cells (reduction at 1/3 and
+    2/3), classifier."""
 
-    def __init__(self, genotype, in_channels=3, num_classes=10, channels=16, layers=8, stem_multiplier=3):
+    def __init__(self, genotype, in_channels=3, num_classes=10, channels=16, layers=8,
+                 stem_multiplier=3):
         super().__init__()
         genotype = check_genotype(genotype)
 
         def make_cell(C_prev_prev, C_prev, C, reduction, reduction_prev):
             kind = "reduce" if reduction else "normal"
-            return Cell(genotype[kind], genotype[f"{kind}_concat"], C_prev_prev, C_prev, C, reduction, reduction_prev)
+            return Cell(genotype[kind], genotype[f"{kind}_concat"], C_prev_prev, C_prev, C,
+                        reduction, reduction_prev)
 
-        self.stem, self.cells, C_prev = cell_stack(in_channels, channels, layers, stem_multiplier, make_cell)
+        self.stem, self.cells, C_prev = cell_stack(in_channels, channels, layers, stem_multiplier,
+                                                   make_cell)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.drop_prob = 0.0
@@ -199,108 +217,15 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-# -- training ----------------------------------------------------------------------------------------
-@dataclass
-class TrainConfig:
-    """The budget every derived cell gets. ``from_search`` takes it from a search's settings."""
-
-    dataset: str = "digits"
-    data_dir: str = None
-    image_size: int = None
-    limit: int = None
-    augment: bool = False
-    layers: int = 5
-    channels: int = 8
-    stem_multiplier: int = 3
-    epochs: int = 10
-    batch_size: int = 64
-    # DARTS's recipe for the final network: SGD, lr 0.025 annealed to 0 (cosine), momentum 0.9
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    drop_path: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    threads: int = None
-
-    def validate(self):
-        check_choice("dataset", self.dataset, ("digits", "cifar10", "folder"))
-        for name in ("epochs", "batch_size", "layers", "stem_multiplier"):
-            check_number(name, getattr(self, name), minimum=1, integer=True)
-        check_number("channels", self.channels, minimum=2, integer=True)
-        if self.channels % 2:
-            raise ConfigError(f"channels must be even (the factorized reduce splits them in two), got {self.channels}")
-        for name in ("lr", "grad_clip"):  # grad_clip 0 would scale every gradient to zero
-            check_number(name, getattr(self, name), minimum=0.0, strict=True)
-        for name in ("lr_min", "momentum", "weight_decay"):
-            check_number(name, getattr(self, name), minimum=0.0)
-        check_number("drop_path", self.drop_path, minimum=0.0, maximum=0.99)
-        check_number("seed", self.seed, minimum=0, integer=True)
-        if self.threads is not None:
-            check_number("threads", self.threads, minimum=1, integer=True)
-        pick_device(self.device)
-        return self
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        return cls(**values)
-
-    def replace(self, **changes):
-        return TrainConfig.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
-
-    @classmethod
-    def from_search(cls, search_config, **overrides):
-        """The data, network size, batch size and epochs of a search (a ``SearchConfig`` or its dict).
-
-        The optimiser is not the search's: the search's weight learning rate is tuned for the
-        tug of war with ``alpha``, the derived network is trained with DARTS's recipe for the final
-        network (the class defaults). It trains on the whole training set (both halves the search
-        split) and is tested on the held-out test set, which the search never saw.
-        """
-        s = search_config.to_dict() if hasattr(search_config, "to_dict") else dict(search_config)
-        missing = sorted({"dataset", "layers", "channels", "epochs", "batch_size"} - set(s))
-        if missing:
-            raise ConfigError(f"the search settings lack {', '.join(missing)}: not a search's config")
-        values = {"dataset": s["dataset"], "data_dir": s.get("data_dir"), "image_size": s.get("image_size"),
-                  "limit": s.get("limit"), "augment": s.get("augment", False), "layers": s["layers"],
-                  "channels": s["channels"], "stem_multiplier": s.get("stem_multiplier", 3), "epochs": s["epochs"],
-                  "batch_size": s["batch_size"], "seed": s.get("seed", 0), "threads": s.get("threads")}
-        return cls(**values).replace(**overrides)
-
-
-def lr_at(config, epoch):
-    """Cosine annealing from ``lr`` to ``lr_min`` over the epochs."""
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * epoch / config.epochs))
-
-
-@torch.no_grad()
-def evaluate(model, images, labels, batch_size=256):
-    """Loss and accuracy in eval mode."""
-    model.eval()
-    loss, correct = 0.0, 0
-    for start in range(0, len(labels), batch_size):
-        x, y = images[start:start + batch_size], labels[start:start + batch_size]
-        logits = model(x)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return loss / len(labels), correct / len(labels)
-
-
-def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
+# -- training --------------------------------------------------------------------------------------
+def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None, test_sets=None):
     """Build ``Network(genotype)`` and train it from scratch; return what happened as plain data.
 
     The result holds the genotype, the settings, the parameter count, one record per epoch and the
     final ``test_accuracy`` (on the test set, never used for training). ``on_epoch(record)`` gets
     each epoch's record; ``stop`` (a ``threading.Event``) ends the run after the current epoch.
+    ``test_sets``: more test sets, ``{name: (images, labels)}`` (``data.distorted_test_set``),
+    measured once the training ends, in ``result["test_accuracies"]`` (with ``"test"``).
     """
     genotype = check_genotype(genotype)
     config = (config or TrainConfig()).validate()
@@ -308,25 +233,28 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
     repro.seed_everything(config.seed)
     device = pick_device(config.device)
     if data is None:
-        data = load_dataset(config.dataset, config.data_dir, config.image_size, limit=config.limit, download=True)
+        data = load_dataset(config.dataset, config.data_dir, config.image_size, limit=config.limit,
+                            download=True)
     elif not isinstance(data, ImageData):
         raise ConfigError(f"data must be an ndarts_edu.data.ImageData, got {type(data).__name__}")
     stop = stop or threading.Event()
 
-    model = Network(genotype, in_channels=data.shape[0], num_classes=data.num_classes, channels=config.channels,
-                    layers=config.layers, stem_multiplier=config.stem_multiplier).to(device)
+    model = Network(genotype, in_channels=data.shape[0], num_classes=data.num_classes,
+                    channels=config.channels, layers=config.layers,
+                    stem_multiplier=config.stem_multiplier).to(device)
     optimizer = torch.optim.SGD(model.parameters(), config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    batches = Batches(data.train_images, data.train_labels, config.batch_size, device, seed=config.seed,
-                      augment=config.augment)
+    batches = Batches(data.train_images, data.train_labels, config.batch_size, device,
+                      seed=config.seed, augment=config.augment)
     test_images, test_labels = data.test_images.to(device), data.test_labels.to(device)
+    test_sets = {name: (x.to(device), y.to(device)) for name, (x, y) in (test_sets or {}).items()}
     history, seconds, status = [], 0.0, "finished"
     for epoch in range(config.epochs):
         if stop.is_set():
             status = "stopped"
             break
         started = time.perf_counter()
-        lr = lr_at(config, epoch)
+        lr = cosine_schedule(epoch, config.epochs, config.lr, config.lr_min)
         for group in optimizer.param_groups:
             group["lr"] = lr
         # DARTS raises drop-path linearly over the epochs.
@@ -338,7 +266,8 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             if not math.isfinite(float(loss.detach())):
-                raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {float(loss)}): lower lr={config.lr}")
+                raise ConfigError(f"training diverged at epoch {epoch + 1} (loss {float(loss)}): "
+                                  f"lower lr={config.lr}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -354,6 +283,10 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
         history.append(record)
         if on_epoch:
             on_epoch(record)
+    accuracies = {"test": history[-1]["test_accuracy"]} if history else {}
+    if history:
+        accuracies.update({name: round(evaluate(model, x, y)[1], 6)
+                           for name, (x, y) in test_sets.items()})
     return {
         "format": TRAIN_FORMAT,
         "status": status,
@@ -364,6 +297,7 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None):
         "params": count_parameters(model),
         "epochs_done": len(history),
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "test_accuracies": accuracies,
         "seconds": round(seconds, 3),
         "history": history,
     }

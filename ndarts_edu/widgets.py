@@ -1,10 +1,11 @@
-"""Controls for the notebooks: the noise slider on the shipped sweep, and a live side-by-side search.
+"""Controls for the notebooks: the noise slider on the shipped sweep, and a live side-by-side
+search.
 
 - ``NoiseSweepExplorer``: a slider over the noise levels of a sweep (``experiments.sweep``; the
   one shipped with the package by default). It answers at once because nothing is trained: it
   redraws ``viz.sweep_view`` from saved numbers.
 - ``LiveComparison``: DARTS (noise 0) and NoisyDARTS (the slider's noise) searched side by side in
-  a background thread, redrawn about 5 times a second, with a Stop button.
+  a background thread, redrawn about twice a second, with a Stop button.
 
 This is the only module that starts threads and owns ipywidgets; it trains through
 ``Search.run``'s callbacks and draws through ``viz``. Callbacks never print: what a user should
@@ -23,7 +24,8 @@ CSS classes, for styling and browser tests (``widget.add_class``):
 - ``ndarts-sweep-readout``: the sentence under the sweep's slider
 - ``ndarts-sweep-figure``: the sweep's figure (a ``FigureWidget``; none in static mode)
 - ``ndarts-live-noise-slider``, ``ndarts-noise-kind``, ``ndarts-noise-mean``, ``ndarts-live-seed``:
-  the live run's noise settings (``FloatSlider`` "noise λ", ``Dropdown``, ``FloatText``, ``BoundedIntText``)
+  the live run's noise settings (``FloatSlider`` "noise λ", ``Dropdown``, ``FloatText``,
+  ``BoundedIntText``)
 - ``ndarts-run``, ``ndarts-stop``: the buttons "Run" and "Stop"
 - ``ndarts-progress``: the live run's progress bar
 - ``ndarts-status``: the live run's status line (errors show here too)
@@ -49,12 +51,15 @@ from .ops import space_ops
 from .presets import preset_config, preset_noise
 from .search import Search
 
-REDRAWS_PER_SECOND = 5
+# twice a second: live enough to watch, and a browser redrawing 28 subplots in software (no GPU)
+# then spends half a core on it, not all of one (measured at 5 a second: tests/browser/README.md)
+REDRAWS_PER_SECOND = 2
 ALL_SEEDS = "all"
 
 
 class Throttle:
-    """``ready()`` is true at most once per ``interval`` seconds (plotly has no throttle of its own)."""
+    """``ready()`` is true at most once per ``interval`` seconds (plotly has no throttle of its
+    own)."""
 
     def __init__(self, interval=1 / REDRAWS_PER_SECOND):
         self.interval = interval
@@ -90,7 +95,8 @@ def _show(box, live):
     from IPython.display import display
 
     display(box)
-    if live.widget is None:  # static mode: the figure goes below the controls, through a display handle
+    # static mode: the figure goes below the controls, through a display handle
+    if live.widget is None:
         live.show()
 
 
@@ -99,10 +105,12 @@ class NoiseSweepExplorer:
     """A noise slider over a sweep: moving it redraws ``viz.sweep_view`` for that noise level.
 
     Args:
-        sweep: a sweep dict (``experiments.sweep`` / ``load_sweep(path)``); default: the shipped one.
+        sweep: a sweep dict (``experiments.sweep`` / ``load_sweep(path)``); default: the shipped
+            one.
         noise_lambda: where the slider starts (default: the sweep's lowest noise, plain DARTS).
         seed: ``None`` for the mean over seeds, or one of the sweep's seeds.
-        mode: ``"widget"``, ``"static"`` or ``None`` for ``$NDARTS_EDU_LIVE`` (see ``viz.live_mode``).
+        mode: ``"widget"``, ``"static"`` or ``None`` for ``$NDARTS_EDU_LIVE`` (see
+            ``viz.live_mode``).
     """
 
     def __init__(self, sweep=None, noise_lambda=None, seed=None, mode=None):
@@ -119,15 +127,18 @@ class NoiseSweepExplorer:
         self.seed_choice = _tagged(w.Dropdown(
             # "all" rather than None: ipywidgets 8 shows a None value as an empty choice
             options=[("all seeds", ALL_SEEDS)] + [(f"seed {s}", s) for s in self.sweep["seeds"]],
-            value=ALL_SEEDS if seed is None else seed, description="seed", layout=w.Layout(width="180px")), "ndarts-sweep-seed")
+            value=ALL_SEEDS if seed is None else seed, description="seed",
+            layout=w.Layout(width="180px")), "ndarts-sweep-seed")
         self.readout = _tagged(w.HTML(), "ndarts-sweep-readout")
-        self.live = viz.LiveFigure(viz.sweep_view(self.sweep, start, seed), mode, css_class="ndarts-sweep-figure")
+        self.live = viz.LiveFigure(viz.sweep_view(self.sweep, start, seed), mode,
+                                   css_class="ndarts-sweep-figure")
         self.last_redraw_seconds = None
         self._write_readout()
         self.slider.observe(self._on_change, names="value")
         self.seed_choice.observe(self._on_change, names="value")
         controls = w.HBox([self.slider, self.seed_choice, self.noise_label])
-        self.box = w.VBox([controls, self.readout] + ([self.live.widget] if self.live.widget else []))
+        self.box = w.VBox([controls, self.readout]
+                          + ([self.live.widget] if self.live.widget else []))
 
     # -- plain methods ------------------------------------------------------------------------
     @property
@@ -171,22 +182,26 @@ class NoiseSweepExplorer:
         match = [lam for lam in self.sweep["noise_lambdas"] if abs(lam - value) < 1e-9]
         if not match:
             allowed = ", ".join(f"{lam:g}" for lam in self.sweep["noise_lambdas"])
-            raise ConfigError(f"noise_lambda {noise_lambda!r} is not in the sweep; allowed: {allowed}")
+            raise ConfigError(f"noise_lambda {noise_lambda!r} is not in the sweep; "
+                              f"allowed: {allowed}")
         return match[0]
 
     def _on_change(self, change):
         try:
             self.redraw()
         except Exception as error:  # a callback must not print: say it where the user looks
-            self.readout.value = f"<span style='color:#b00'>cannot draw: {html.escape(str(error))}</span>"
+            self.readout.value = ("<span style='color:#b00'>cannot draw: "
+                                  f"{html.escape(str(error))}</span>")
 
     def _write_readout(self):
         row = self.summary()
         self.readout.value = (
             f"<b>\u03bb = {row['noise_lambda']:g}</b>: skip is the strongest op on "
-            f"<b>{row['skip_share_mean']:.0%}</b> of the normal cell's edges (mean of {row['seeds']} seeds, "
-            f"{row['skip_share_min']:.0%} to {row['skip_share_max']:.0%}); the derived normal cell keeps "
-            f"{row['genotype_skips_mean']:.1f} skip connections; supernet accuracy {row['valid_accuracy_mean']:.1%}")
+            f"<b>{row['skip_share_mean']:.0%}</b> of the normal cell's edges "
+            f"(mean of {row['seeds']} seeds, {row['skip_share_min']:.0%} to "
+            f"{row['skip_share_max']:.0%}); the derived normal cell keeps "
+            f"{row['genotype_skips_mean']:.1f} skip connections; "
+            f"supernet accuracy {row['valid_accuracy_mean']:.1%}")
 
     def _ipython_display_(self):
         _show(self.box, self.live)
@@ -208,9 +223,12 @@ def _take_one_step(search, on_step):
 class LiveComparison:
     """DARTS and NoisyDARTS searched side by side, live, with a Run and a Stop button.
 
-    Both searches take turns, one step each, in one background thread. DARTS is built first and
-    draws no random numbers while it trains (no noise), so NoisyDARTS sees exactly the noise it
-    would see alone: each search gives the same result as on its own with the same thread count.
+    Both searches take turns, one step each, in one background thread. Each keeps its own state of
+    the random generators (torch's, Python's) from its turn to the next, so its draws (the noise,
+    the skip drop-path) are those it would make alone: each search gives the same result as on its
+    own with the same thread count, bit for bit (and within ``experiments.reproduction_gaps`` of a
+    shipped search of the same settings made on another CPU: its skip share, derived cell and
+    accuracy; the weights themselves move further).
 
     Args:
         preset: the preset to search with (``presets.PRESETS``).
@@ -221,24 +239,32 @@ class LiveComparison:
         **overrides: settings of ``SearchConfig`` that replace the preset's (``epochs=2``...).
     """
 
-    def __init__(self, preset="cpu", noise_lambda=None, seed=0, threads=None, mode=None, **overrides):
+    def __init__(self, preset="cpu", noise_lambda=None, seed=0, threads=None, mode=None,
+                 **overrides):
         self.preset = preset
         self.base = preset_config(preset, **overrides)
-        self.threads = int(check_number("threads", threads, minimum=1, integer=True)) if threads else \
-            live_threads(self.base.threads)
-        noise = preset_noise(preset) if noise_lambda is None else check_number("noise_lambda", noise_lambda, minimum=0)
+        self.threads = (int(check_number("threads", threads, minimum=1, integer=True)) if threads
+                        else live_threads(self.base.threads))
+        noise = (preset_noise(preset) if noise_lambda is None
+                 else check_number("noise_lambda", noise_lambda, minimum=0))
         self.noise_slider = _tagged(w.FloatSlider(
             value=noise, min=0.0, max=max(2.0, 2 * noise), step=0.05, description="noise \u03bb",
             readout_format=".2f", continuous_update=False), "ndarts-live-noise-slider")
-        self.kind_choice = _tagged(w.Dropdown(options=NOISE_KINDS, value=self.base.noise_kind, description="kind",
-                                              layout=w.Layout(width="220px")), "ndarts-noise-kind")
+        self.kind_choice = _tagged(w.Dropdown(options=NOISE_KINDS, value=self.base.noise_kind,
+                                              description="kind", layout=w.Layout(width="220px")),
+                                   "ndarts-noise-kind")
         self.mean_box = _tagged(w.FloatText(value=self.base.noise_mean, description="mean \u03bc",
                                             layout=w.Layout(width="160px")), "ndarts-noise-mean")
-        self.seed_box = _tagged(w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
-                                                 layout=w.Layout(width="160px")), "ndarts-live-seed")
-        self.run_button = _tagged(w.Button(description="Run", button_style="primary", icon="play"), "ndarts-run")
-        self.stop_button = _tagged(w.Button(description="Stop", icon="stop", disabled=True), "ndarts-stop")
-        self.progress = _tagged(w.IntProgress(value=0, min=0, max=1, description="progress"), "ndarts-progress")
+        self.seed_box = _tagged(w.BoundedIntText(value=seed, min=0, max=2**31 - 1,
+                                                 description="seed",
+                                                 layout=w.Layout(width="160px")),
+                                "ndarts-live-seed")
+        self.run_button = _tagged(w.Button(description="Run", button_style="primary", icon="play"),
+                                  "ndarts-run")
+        self.stop_button = _tagged(w.Button(description="Stop", icon="stop", disabled=True),
+                                   "ndarts-stop")
+        self.progress = _tagged(w.IntProgress(value=0, min=0, max=1, description="progress"),
+                                "ndarts-progress")
         self.status = _tagged(w.HTML("press Run to search"), "ndarts-status")
         self.run_button.on_click(lambda _: self._start_from_button())
         self.stop_button.on_click(lambda _: self.stop())
@@ -251,8 +277,11 @@ class LiveComparison:
         self.live = viz.LiveFigure(viz.alpha_competition(self._placeholders(self.configs())), mode,
                                    css_class="ndarts-live-figure")
         noise = w.HBox([self.noise_slider, self.kind_choice, self.mean_box, self.seed_box])
-        buttons = w.HBox([self.run_button, self.stop_button, self.progress, self.status])
-        self.box = w.VBox([noise, buttons] + ([self.live.widget] if self.live.widget else []))
+        # the status on a line of its own: its text changes with every redraw, and beside the
+        # buttons its changing width would move them (a Stop that moves is hard to press)
+        buttons = w.HBox([self.run_button, self.stop_button, self.progress])
+        self.box = w.VBox([noise, buttons, self.status]
+                          + ([self.live.widget] if self.live.widget else []))
 
     # -- plain methods ------------------------------------------------------------------------
     @property
@@ -264,7 +293,8 @@ class LiveComparison:
         return self._thread is not None and self._thread.is_alive()
 
     def set_noise(self, noise_lambda, kind=None, mean=None):
-        """Set NoisyDARTS's noise for the next run (``ConfigError`` for a value the search refuses)."""
+        """Set NoisyDARTS's noise for the next run (``ConfigError`` for a value the search
+        refuses)."""
         value = check_number("noise_lambda", noise_lambda, minimum=0.0)
         if value > self.noise_slider.max:
             self.noise_slider.max = value
@@ -278,14 +308,16 @@ class LiveComparison:
         """The two searches the controls describe now: DARTS (no noise at all), then NoisyDARTS."""
         common = dict(seed=int(self.seed_box.value), threads=self.threads)
         darts = self.base.replace(noise_lambda=0.0, noise_mean=0.0, **common)
-        noisy = self.base.replace(noise_lambda=float(self.noise_slider.value), noise_kind=self.kind_choice.value,
+        noisy = self.base.replace(noise_lambda=float(self.noise_slider.value),
+                                  noise_kind=self.kind_choice.value,
                                   noise_mean=float(self.mean_box.value), **common)
         return [darts.validate(), noisy.validate()]
 
     def start(self):
         """Start both searches in a background thread (what Run does); returns at once."""
         if self.running:
-            raise ConfigError("a live run is going on; stop it (stop()) or wait for it (join()) first")
+            raise ConfigError("a live run is going on; stop it (stop()) or wait for it (join()) "
+                              "first")
         configs = self.configs()
         self.searches, self.results, self.error = [], None, None
         self._stop = threading.Event()
@@ -294,7 +326,8 @@ class LiveComparison:
         self.live.redraw(viz.alpha_competition_frame(self._placeholders(configs)))
         self._set_running(True)
         self.status.value = "building the supernets\u2026"
-        self._thread = threading.Thread(target=self._work, args=(configs,), name="ndarts-live-run", daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(configs,), name="ndarts-live-run",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self):
@@ -318,18 +351,27 @@ class LiveComparison:
     def _work(self, configs):
         previous_threads = repro.set_threads(None)
         try:
-            self.searches = [Search(config) for config in configs]  # in this order: see the class docstring
+            # Each search seeds the generators as it is built; its state is kept from then on, and
+            # put back for each of its turns, so the two never draw from each other's stream.
+            self.searches, states = [], []
+            for config in configs:
+                self.searches.append(Search(config))
+                states.append(repro.rng_state())
             self.progress.max = sum(s.config.epochs * s.steps_per_epoch for s in self.searches)
             while not self._stop.is_set() and not all(s.done for s in self.searches):
-                for search in self.searches:  # a round: one step each, so both stop at the same step
+                # a round: one step each, so both stop at the same step
+                for k, search in enumerate(self.searches):
                     if not search.done:
+                        repro.set_rng_state(states[k])
                         _take_one_step(search, self._on_step)
+                        states[k] = repro.rng_state()
             self.results = [s.result() for s in self.searches]
             self._redraw()
             self._report_end()
         except Exception as error:  # shown in the status line; Run starts afresh
             self.error = error
-            self.status.value = (f"<span style='color:#b00'>the run failed: {html.escape(type(error).__name__)}: "
+            self.status.value = ("<span style='color:#b00'>the run failed: "
+                                 f"{html.escape(type(error).__name__)}: "
                                  f"{html.escape(str(error))} (press Run to start again)</span>")
         finally:
             repro.set_threads(previous_threads)
@@ -354,23 +396,27 @@ class LiveComparison:
         skips = [r["genotype_skips"] for r in self.results]
         seconds = time.perf_counter() - self.timings["started"]
         if all(r["status"] == "finished" for r in self.results):
-            self.status.value = (f"finished in {seconds:.0f} s: the derived normal cell keeps {skips[0]} skip "
-                                 f"connections with DARTS, {skips[1]} with NoisyDARTS")
+            self.status.value = (f"finished in {seconds:.0f} s: the derived normal cell keeps "
+                                 f"{skips[0]} skip connections with DARTS, {skips[1]} with "
+                                 "NoisyDARTS")
         else:
             self.status.value = (f"stopped after {seconds:.0f} s at step {self.progress.value} of "
                                  f"{self.progress.max} (press Run to start again)")
 
     def _snapshots(self):
         """What ``viz`` needs of each search, as plain data (the live history, not a copy)."""
-        return [{"ops": s.op_names, "config": s.config.to_dict(), "history": s.history} for s in self.searches]
+        return [{"ops": s.op_names, "config": s.config.to_dict(), "history": s.history}
+                for s in self.searches]
 
     @staticmethod
     def _placeholders(configs):
-        return [{"ops": list(space_ops(c.space)), "config": c.to_dict(), "history": {"steps": [], "epochs": []}}
+        return [{"ops": list(space_ops(c.space)), "config": c.to_dict(),
+                 "history": {"steps": [], "epochs": []}}
                 for c in configs]
 
     def _set_running(self, running):
-        for control in (self.noise_slider, self.kind_choice, self.mean_box, self.seed_box, self.run_button):
+        for control in (self.noise_slider, self.kind_choice, self.mean_box, self.seed_box,
+                        self.run_button):
             control.disabled = running
         self.stop_button.disabled = not running
 

@@ -7,16 +7,17 @@ from ndarts_edu import ablations
 from ndarts_edu.cli import main
 from ndarts_edu.errors import ConfigError
 from ndarts_edu.presets import preset_config, preset_noise
+from ndarts_edu.search import SearchConfig
 
 QUICK = preset_config("quick", epochs=1)
 
 
 def test_every_variant_is_a_valid_search_and_changes_one_idea():
     lam = preset_noise("cpu")
-    variants = ablations.ablation_variants(lam)
+    base = preset_config("cpu", noise_lambda=0.0)
+    variants = ablations.ablation_variants(lam, base)
     keys = [key for key, *_ in variants]
     assert len(set(keys)) == len(keys) and set(keys) == set(ablations.PAPER_REFERENCE)
-    base = preset_config("cpu", noise_lambda=0.0)
     for key, group, label, settings in variants:
         config = base.replace(**settings).validate()
         noisy = config.noise_lambda > 0 or config.noise_mean != 0
@@ -25,6 +26,25 @@ def test_every_variant_is_a_valid_search_and_changes_one_idea():
             assert config.noise_lambda == lam, key  # compared at the NoisyDARTS level
     means = {key: base.replace(**s).noise_mean for key, _, _, s in variants}
     assert means["mean_plus"] > 0 > means["mean_minus"] and means["gaussian"] == 0
+    # the reference's biased runs decay the noise to 0 over the search (--noise_decay)
+    decays = {key: base.replace(**s).noise_decay for key, _, _, s in variants}
+    assert decays["mean_plus"] == decays["mean_minus"] == "cosine" and decays["gaussian"] == "none"
+
+
+def test_fairdarts_is_searched_as_fairdarts():
+    """FairDARTS's own settings (fairdarts/train_search.py and architect.py) on the reference base,
+    its learning rates scaled like the rest of a preset; one zero-one loss of weight 10."""
+    reference = SearchConfig().replace(**ablations.fairdarts_settings())
+    assert (reference.weighting, reference.zero_one_weight) == ("sigmoid", 10.0)
+    assert tuple(reference.alpha_betas) == (0.9, 0.999)  # arch_lr_gamma 0.9, not DARTS's 0.5
+    assert (reference.alpha_lr, reference.w_lr, reference.w_lr_min) == (3e-3, 0.005, 0.001)
+    cpu = preset_config("cpu", noise_lambda=0.0)
+    scaled = cpu.replace(**ablations.fairdarts_settings(cpu))
+    assert scaled.alpha_lr == pytest.approx(10 * cpu.alpha_lr)
+    assert scaled.w_lr == min(cpu.w_lr, 0.005)
+    assert scaled.w_lr_min <= scaled.w_lr
+    settings = next(s for k, _, _, s in ablations.ablation_variants(1.0, cpu) if k == "fairdarts")
+    assert settings == ablations.fairdarts_settings(cpu)
 
 
 def test_runs_are_plain_data_saved_as_they_go_and_resumed(tmp_path):

@@ -1,16 +1,26 @@
-"""binder/ launches the notebooks on mybinder.org: it must install what requirements.txt installs.
+"""binder/ launches the notebooks on mybinder.org: it must install what requirements.txt installs,
+in a way that repo2docker can cache.
 
 repo2docker reads only ``binder/`` once that folder exists (the root's requirements.txt and
 pyproject.toml are then ignored), so a package added to one file and not the other would break
-Binder silently. The one allowed difference: Binder takes torch from PyTorch's CPU-only index.
+Binder silently. The allowed differences: Binder takes torch from PyTorch's CPU-only index, and
+installs the package itself in ``binder/postBuild`` rather than by ``-e .``: a local requirement
+makes repo2docker copy the whole repository before installing requirements, so every commit would
+rebuild that layer and download torch again. The last test asks repo2docker itself
+(``--no-build`` prints the Dockerfile it would build, without Docker).
 """
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+LOCAL = "-e ."
+REPO2DOCKER_PIN = "jupyter-repo2docker==2026.4.0"  # the version this test was written against
 
 
 def requirement_lines(path):
@@ -36,6 +46,7 @@ def requirements(lines):
 
 def test_binder_installs_the_same_packages_as_requirements_txt():
     root = requirements(requirement_lines(ROOT / "requirements.txt"))
+    assert root.pop(LOCAL) == "", "requirements.txt installs the package itself (-e .)"
     binder = requirements(requirement_lines(ROOT / "binder" / "requirements.txt"))
     assert binder == root, (f"binder/requirements.txt and requirements.txt differ: only in binder "
                             f"{sorted(set(binder.items()) - set(root.items()))}, only in requirements.txt "
@@ -48,9 +59,55 @@ def test_binder_takes_a_pinned_cpu_torch():
     assert re.fullmatch(r"==\d+\.\d+\.\d+", requirements(lines)["torch"]), "torch must be pinned (==X.Y.Z)"
 
 
-def test_binder_installs_the_package_itself_last():
-    # A binder/ folder hides pyproject.toml: without this line the notebooks cannot import ndarts_edu.
-    assert requirement_lines(ROOT / "binder" / "requirements.txt")[-1] == "-e ."
+def test_binder_requirements_name_nothing_local():
+    # A path, -e or file: requirement turns off repo2docker's pre-assembly of the pip layer.
+    for line in requirement_lines(ROOT / "binder" / "requirements.txt"):
+        assert not re.match(r"(-e|--editable|\.|/|file:)", line) and " @ " not in line, line
+
+
+def test_postbuild_installs_the_package_without_its_dependencies():
+    # A binder/ folder hides pyproject.toml: without postBuild the notebooks cannot import ndarts_edu;
+    # --no-deps keeps it from touching the torch that requirements.txt pinned.
+    post_build = ROOT / "binder" / "postBuild"
+    assert post_build.is_file() and os.access(post_build, os.X_OK), "binder/postBuild, executable"
+    commands = [line.strip() for line in post_build.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert "pip install --no-deps -e ." in commands, commands
+
+
+def repo2docker():
+    """The jupyter-repo2docker command, or a skip (a failure where CI asks for it)."""
+    found = os.environ.get("NDARTS_REPO2DOCKER") or shutil.which("jupyter-repo2docker")
+    if found and os.access(found, os.X_OK):
+        return found
+    reason = f"jupyter-repo2docker is not installed (pip install {REPO2DOCKER_PIN}; .ci/run does)"
+    if os.environ.get("NDARTS_REPO2DOCKER"):
+        pytest.fail(f"NDARTS_REPO2DOCKER={os.environ['NDARTS_REPO2DOCKER']}: {reason}")
+    pytest.skip(reason)
+
+
+def test_repo2docker_installs_requirements_before_the_repository_and_runs_postbuild(tmp_path):
+    # The Dockerfile repo2docker would build from this checkout (no Docker needed to print it).
+    # Only the committed binder files matter; copying them keeps the working tree out of it.
+    shutil.copytree(ROOT / "binder", tmp_path / "binder")
+    run = subprocess.run([repo2docker(), "--no-build", "--debug", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+
+    def first(pattern):
+        found = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+        assert found, f"no line matching {pattern!r} in the Dockerfile:\n{run.stdout[-3000:]}"
+        return found[0]
+
+    copy_requirements = first(r"^COPY .*src/binder/requirements\.txt ")
+    install_requirements = first(r'^RUN .*pip install .*-r "?binder/requirements\.txt')
+    copy_repository = first(r"^COPY .* src/ \$\{REPO_DIR\}/")
+    post_build = first(r"^RUN \./binder/postBuild")
+    # requirements alone, installed, then the repository, then postBuild: the torch layer is cached
+    assert copy_requirements < install_requirements < copy_repository < post_build, \
+        (copy_requirements, install_requirements, copy_repository, post_build)
+    assert "python=3.12" in run.stderr, "repo2docker reads binder/runtime.txt"
 
 
 def test_binder_python_is_new_enough_for_ipykernel():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ndarts_edu.config import SearchConfig
 from ndarts_edu import data
 from ndarts_edu.data import Batches, cifar10, folder, load_dataset, pick_device, split_search
 from ndarts_edu.errors import ConfigError
@@ -348,6 +349,108 @@ def test_batches_augment_keeps_shapes_and_pixels():
     out, y = b.next()
     assert out.shape == x.shape
     assert not torch.equal(out, x[y])
+
+
+def _windows(image, pad=4):
+    """Every crop of ``image`` padded by ``pad`` zeros, and each one flipped: what crop_flip may return."""
+    _, h, w = image.shape
+    padded = torch.nn.functional.pad(image, (pad, pad, pad, pad))
+    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    return crops + [c.flip(2) for c in crops]
+
+
+def test_crop_flip_crops_each_image_at_its_own_offset():
+    """As torchvision's RandomCrop in DARTS's utils.py: one offset per image, not one per batch."""
+    x = torch.randn(1, 2, 8, 8).expand(32, 2, 8, 8).contiguous()  # 32 copies of one image
+    out, y = Batches(x, torch.arange(32), 32, "cpu", seed=3, augment="crop_flip").next()
+    windows = _windows(x[0])
+    chosen = [next(k for k, wdw in enumerate(windows) if torch.equal(wdw, image)) for image in out]
+    assert len(set(chosen)) > 8  # 32 draws of 162 windows: one offset per batch would give 1
+
+
+def test_distort_keeps_labels_and_shapes_and_changes_every_image(digits_data):
+    x, labels = digits_data.train_images[:64], digits_data.train_labels[:64]
+    b = Batches(x, labels, 32, "cpu", seed=0, augment="distort")
+    out, y = b.next()
+    index = b._order[:32]
+    assert out.shape == (32, 1, 8, 8) and out.dtype == x.dtype
+    assert torch.equal(y, labels[index])  # labels are never touched
+    changed = (out - x[index]).abs().flatten(1).amax(1)
+    assert bool((changed > 0.1).all())
+
+
+def test_distort_without_distortion_is_the_identity(digits_data):
+    x, labels = digits_data.train_images[:16], digits_data.train_labels[:16]
+    still = data.Distortion(degrees=0, scale=0, shift=0, noise=0)
+    b = Batches(x, labels, 16, "cpu", augment="distort", distortion=still)
+    out, y = b.next()
+    assert torch.allclose(out, x[b._order[:16]], atol=1e-5)
+
+
+def test_distort_pixel_noise_has_its_std(digits_data):
+    x, labels = digits_data.train_images[:512], digits_data.train_labels[:512]
+    only_noise = data.Distortion(degrees=0, scale=0, shift=0, noise=0.3)
+    b = Batches(x, labels, 512, "cpu", augment="distort", distortion=only_noise)
+    out, _ = b.next()
+    assert abs(float((out - x[b._order]).std()) - 0.3) < 0.01  # 32,768 draws: std error ~0.0012
+
+
+def test_distort_is_fixed_by_the_seed_and_fresh_every_epoch(digits_data):
+    x, labels = digits_data.train_images[:32], digits_data.train_labels[:32]
+
+    def two_epochs(seed):
+        b = Batches(x, labels, 32, "cpu", seed=seed, augment="distort")
+        first = b.next()[0][b._order.argsort()]  # back in the images' order
+        second = b.next()[0][b._order.argsort()]
+        return first, second
+
+    first, second = two_epochs(0)
+    again = two_epochs(0)
+    assert torch.equal(first, again[0]) and torch.equal(second, again[1])
+    assert (first - second).abs().flatten(1).amax(1).min() > 0.1  # every image drawn anew
+    assert not torch.equal(first, two_epochs(1)[0])
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "distort"])
+def test_augmented_batches_resume_exactly(digits_data, augment):
+    """A state_dict taken mid-epoch restores the order and the augmentation draws bit for bit."""
+    x, labels = digits_data.train_images[:96], digits_data.train_labels[:96]
+    a = Batches(x, labels, 32, "cpu", seed=4, augment=augment)
+    for _ in range(4):  # into the second epoch
+        a.next()
+    state = a.state_dict()
+    b = Batches(x, labels, 32, "cpu", seed=99, augment=augment)
+    b.load_state_dict(state)
+    for _ in range(5):
+        (xa, ya), (xb, yb) = a.next(), b.next()
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_distorted_test_set_is_fixed_by_its_seed_and_holds_every_image(digits_data):
+    x, labels = digits_data.test_images[:40], digits_data.test_labels[:40]
+    images, y = data.distorted_test_set(x, labels, seed=5, copies=3)
+    again, y_again = data.distorted_test_set(x, labels, seed=5, copies=3)
+    assert images.shape == (120, 1, 8, 8) and torch.equal(images, again) and torch.equal(y, y_again)
+    assert sorted(y.tolist()) == sorted(labels.tolist() * 3)  # each image 3 times, labels kept
+    other, _ = data.distorted_test_set(x, labels, seed=6, copies=3)
+    assert not torch.equal(images, other)
+    # each image keeps its own label: undistorted, the set is the images in another order
+    still = data.Distortion(degrees=0, scale=0, shift=0, noise=0)
+    plain, y_plain = data.distorted_test_set(x, labels, seed=5, distortion=still)
+    order = [next(k for k in range(40) if torch.allclose(x[k], image, atol=1e-5)) for image in plain]
+    assert sorted(order) == list(range(40)) and torch.equal(labels[order], y_plain)
+    with pytest.raises(ConfigError, match="copies must be >= 1"):
+        data.distorted_test_set(x, labels, copies=0)
+
+
+def test_bad_augment_and_distortion_are_refused():
+    x, labels = _indexed(8)
+    with pytest.raises(ConfigError, match="augment 'rotate'"):
+        SearchConfig(augment="rotate").validate()  # checked where the setting enters
+    with pytest.raises(ConfigError, match="degrees"):
+        data.Distortion(degrees=-1)
+    with pytest.raises(ConfigError, match="scale"):
+        data.Distortion(scale=1.5)
 
 
 # -- device -------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ from collections import namedtuple
 import pytest
 import torch
 
-from ndarts_edu.derive import (darts_genotype_string, derive_cell, derive_genotype, genotype_skips, skip_share,
-                               strongest_ops)
+from ndarts_edu.derive import (darts_genotype_string, derive_cell, derive_genotype, genotype_skips,
+                               mean_op_shares, op_shares, skip_share, strongest_ops)
 from ndarts_edu.network import edge_inputs
 
 OPS = ("none", "skip_connect", "sep_conv_3x3", "max_pool_3x3")
@@ -75,6 +75,18 @@ def test_fairdarts_threshold_rule_by_hand():
     # equal to the threshold is kept
     assert derive_cell(sigmoid, OPS, threshold=0.86)[-1] == ["skip_connect", 1, 3]
     assert genotype_skips(derive_cell(sigmoid, OPS, threshold=0.5)) == 2
+
+
+def test_op_shares_count_the_largest_weight_of_all_ops_none_included():
+    shares = op_shares(SOFTMAX, OPS)
+    # none wins edges 0 and 3, where skip_share's rule (none excluded) credits skip
+    assert shares == {"none": 0.4, "skip_connect": 0.2, "sep_conv_3x3": 0.2, "max_pool_3x3": 0.2}
+    assert list(shares) == list(OPS) and sum(shares.values()) == pytest.approx(1.0)
+    tie = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    assert op_shares(tie, OPS)["none"] == 1.0  # a tie goes to the first op
+    zeros = {name: 0.0 for name in OPS}
+    assert mean_op_shares([shares, None, zeros]) == {k: v / 2 for k, v in shares.items()}
+    assert mean_op_shares([None]) is None
 
 
 def test_skip_share_counts_every_edge():

@@ -84,6 +84,8 @@ def test_zero_one_loss_by_hand():
     assert float(zero_one_loss(torch.zeros(3, 4))) == 0.0
     # far from 0.5 the loss approaches -1/4
     assert float(zero_one_loss(torch.tensor([50.0, -50.0]))) == pytest.approx(-0.25)
+    # two cell types: ONE mean over all 8 sigmoids (FairDARTS), not the sum of two means
+    assert float(zero_one_loss([alpha, torch.zeros(2, 2)])) == pytest.approx(-1 / 64)
 
 
 def test_noise_enters_the_skip_branch_before_its_weight():
@@ -166,3 +168,33 @@ def test_skip_drop_path_drops_whole_samples_in_training_only():
 def test_unknown_noise_target():
     with pytest.raises(ConfigError, match="noise target"):
         MixedOp(C, 1, DARTS, noise_on="conv")
+
+
+def test_hold_draws_holds_noise_and_drop_path_masks_of_every_edge():
+    from ndarts_edu.noise import hold_draws
+
+    edge = MixedOp(4, 1, ("skip_connect", "sep_conv_3x3"), skip_drop_path=0.5).train()
+    edge.noise.configure(noise_lambda=0.3)
+    x, w = torch.randn(16, 4, 6, 6), torch.tensor([0.6, 0.4])
+    with hold_draws(edge):
+        a, b = edge(x, w), edge(x, w)
+    assert torch.equal(a, b)
+    assert not torch.equal(edge(x, w), a)  # outside: fresh noise and masks
+
+
+def test_hold_draws_keeps_one_draw_per_op_when_the_noise_is_on_every_op():
+    """``noise_on="all"``: one noise module serves every op of the edge; held, each has its own."""
+    from ndarts_edu.noise import hold_draws
+
+    names = ("skip_connect", "avg_pool_3x3")
+    edge = MixedOp(4, 1, names, noise_on="all").train()
+    edge.noise.configure(noise_lambda=0.0, mean=0.0)
+    x = torch.randn(16, 4, 6, 6)
+    clean = {name: edge(x, _one_hot(names, name)) for name in names}
+    edge.noise.configure(noise_lambda=0.5)
+    with hold_draws(edge):
+        both = edge(x, torch.ones(2))  # the first forward draws for both ops
+        shift = {name: edge(x, _one_hot(names, name)) - clean[name] for name in names}
+        expected = sum(clean[name] + shift[name] for name in names)
+        assert torch.allclose(both, expected, atol=1e-6)
+    assert not torch.allclose(shift[names[0]], shift[names[1]])  # two draws, not one reused

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ndarts_edu.errors import ConfigError
-from ndarts_edu.noise import NOISE_KINDS, NoisySkip, cosine_scale
+from ndarts_edu.config import cosine_schedule as cosine_scale
+from ndarts_edu.noise import NOISE_KINDS, NoisySkip
 
 N = 200_000
 KURTOSIS = {"gaussian": 3.0, "uniform": 9.0 / 5.0}
@@ -166,3 +167,44 @@ def test_configure_rejects_unknown_kind_and_bad_mean():
     assert (m.kind, m.mean) == ("gaussian", 0.0)
     m.configure(0.1, "uniform", -0.5)
     assert (m.noise_lambda, m.kind, m.mean) == (0.1, "uniform", -0.5)
+
+
+def test_hold_draws_repeats_the_first_draw_and_ends_with_the_context():
+    from ndarts_edu.noise import hold_draws
+
+    skip = NoisySkip(0.5).train()
+    x = torch.randn(8, 3, 4, 4)
+    with hold_draws(skip):
+        first, second = skip(x) - x, skip(x) - x
+        # a different input of the same shape gets the same noise n (an additive constant to autograd)
+        third = skip(2 * x) - 2 * x
+    assert torch.equal(first, second) and torch.allclose(first, third, atol=1e-6)
+    assert not torch.equal(skip(x) - x, first)  # fresh draws again outside
+    with hold_draws(skip):
+        assert not torch.equal(skip(x) - x, first)  # a new context draws anew
+
+
+def test_hold_draws_refuses_another_shape():
+    from ndarts_edu.noise import hold_draws
+
+    skip = NoisySkip(0.5).train()
+    with hold_draws(skip), pytest.raises(RuntimeError, match="same shapes"):
+        skip(torch.randn(8, 3, 4, 4))
+        skip(torch.randn(4, 3, 4, 4))
+
+
+def test_held_draws_can_be_replayed_after_fresh_forwards_and_contexts_nest():
+    from ndarts_edu.noise import hold_draws
+
+    skip = NoisySkip(0.5).train()
+    x = torch.randn(8, 3, 4, 4)
+    with hold_draws(skip) as draws:
+        held = skip(x) - x
+    fresh = skip(x) - x  # outside: a fresh draw, and the held one is left alone
+    with hold_draws(skip, draws):
+        assert torch.equal(skip(x) - x, held)
+        with hold_draws(skip):
+            inner = skip(x) - x
+            assert not torch.equal(inner, held) and torch.equal(skip(x) - x, inner)
+        assert torch.equal(skip(x) - x, held)  # the outer draws again after the inner context
+    assert not torch.equal(fresh, held)

@@ -4,16 +4,34 @@ Outputs make diffs noisy and files large (a FigureWidget carries the whole plotl
 ``metadata.widgets`` without its state stops GitHub from rendering the notebook. With outputs
 stripped and execution counts null, ``pytest --nbval`` runs every cell and compares nothing: the
 ``assert`` cells are then what tests the notebook's claims.
+
+These checks read what git would commit (the staged copy, ``git show :PATH``), not the working
+copy: a notebook you ran and saved in JupyterLab does not fail them (nor nbval: see conftest.py)
+until you ``git add`` it with its outputs. Outside a git checkout they read the files.
 """
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-COLAB = "https://colab.research.google.com/github/OWNER/ndarts_edu/blob/main/notebooks/{}"
-BINDER = "https://mybinder.org/v2/gh/OWNER/ndarts_edu/HEAD?urlpath=lab/tree/notebooks/{}"
+sys.path.insert(0, str(ROOT / "tools"))
+import repository  # noqa: E402  (tools/repository.py: the address in pyproject.toml)
+
+REPOSITORY = repository.configured()
+
+
+def committed_text(path):
+    """``path`` as git would commit it (its staged copy); the file itself when git has none."""
+    try:
+        shown = subprocess.run(["git", "show", f":{path.relative_to(ROOT).as_posix()}"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):  # no git here
+        return path.read_text()
+    return shown.stdout if shown.returncode == 0 else path.read_text()  # untracked, or no checkout
 
 
 def source(cell):
@@ -30,7 +48,7 @@ def test_there_are_notebooks():
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def notebook(request):
-    return request.param.name, json.loads(request.param.read_text())
+    return request.param.name, json.loads(committed_text(request.param))
 
 
 def test_committed_without_outputs(notebook):
@@ -57,15 +75,18 @@ def test_opens_with_a_title_and_both_badges(notebook):
     first = nb["cells"][0]
     assert first["cell_type"] == "markdown" and source(first).startswith("# "), f"{name}: start with a title"
     top = source(first)
-    assert COLAB.format(name) in top, f"{name}: no Colab badge for this notebook in the first cell"
-    assert BINDER.format(name) in top, f"{name}: no Binder badge for this notebook in the first cell"
+    assert REPOSITORY.colab(name) in top, f"{name}: no Colab badge for this notebook on top"
+    assert REPOSITORY.binder(name) in top, f"{name}: no Binder badge for this notebook on top"
 
 
 def test_installs_only_on_colab(notebook):
     name, nb = notebook
     first_code = source(code_cells(nb)[0])
     assert 'if "google.colab" in sys.modules:' in first_code, f"{name}: the first code cell installs on Colab only"
-    assert "pip install" in first_code
+    # run_line_magic("pip", ...) is %pip spelled as Python: jupytext keeps it as is in the .py source
+    # (an indented %pip inside the if would come back from the .py as a comment).
+    assert 'run_line_magic("pip", f\'install' in first_code, f"{name}: install with %pip on Colab"
+    assert "enable_custom_widget_manager()" in first_code, f"{name}: Colab's widget manager"
 
 
 def test_asserts_its_claims(notebook):
@@ -74,15 +95,20 @@ def test_asserts_its_claims(notebook):
         f"{name}: a notebook states its claims as assert cells"
 
 
-@pytest.mark.parametrize("number", ["00", "03", "04", "05"])
-def test_notebook_is_what_its_builder_writes(number, tmp_path, monkeypatch, capsys):
-    # These notebooks are generated (tools/build_notebook_NN.py): an edit made in one place only shows here.
-    import runpy
+def test_every_notebook_has_its_text_source_and_every_source_its_notebook():
+    sources = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert [p.stem for p in sources] == [p.stem for p in NOTEBOOKS], \
+        "each notebooks/NN_name.ipynb is paired with notebooks/NN_name.py (jupytext)"
 
-    committed = next((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
-    out = tmp_path / committed.name
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    monkeypatch.setattr("sys.argv", ["build", str(out)])
-    runpy.run_path(str(ROOT / "tools" / f"build_notebook_{number}.py"), run_name="__main__")
-    assert json.loads(out.read_text()) == json.loads(committed.read_text()), \
-        f"{committed.name} differs from what tools/build_notebook_{number}.py writes: rebuild it"
+
+def test_notebook_is_its_text_source(notebook):
+    # The .py (jupytext percent format) is what is edited and reviewed; the .ipynb is generated from
+    # it (`jupytext --sync notebooks/*.py`). An edit made in one of the two only shows here.
+    import jupytext
+
+    name, nb = notebook
+    paired = ROOT / "notebooks" / name.replace(".ipynb", ".py")
+    text = jupytext.reads(committed_text(paired), fmt="py:percent")
+    cells = [(c.cell_type, c.source) for c in text.cells]
+    assert cells == [(c["cell_type"], source(c)) for c in nb["cells"]], \
+        f"{name} and its .py source differ: edit the .py, then run jupytext --sync notebooks/*.py"

@@ -4,7 +4,9 @@ import torch
 from torch import nn
 
 from ndarts_edu.errors import ConfigError
-from ndarts_edu.ops import NONE, OPS, SKIP, SPACES, FactorizedReduce, Zero, make_op, space_ops
+from ndarts_edu.mixed import MixedOp
+from ndarts_edu.ops import (NONE, OPS, POOLS, SKIP, SPACES, FactorizedReduce, Zero, make_op,
+                            space_ops)
 
 C = 4
 
@@ -24,10 +26,21 @@ def test_every_op_keeps_channels_and_sets_resolution(name, size, stride):
 @pytest.mark.parametrize("name", [n for n in OPS if n != NONE])
 def test_search_ops_have_no_affine_batch_norm(name):
     # During search the architecture weights alone scale each op's output.
-    op = make_op(name, C, 2)  # at stride 2 the skip is a factorized reduce, with its own BN
-    norms = [m for m in op.modules() if isinstance(m, nn.BatchNorm2d)]
+    edge = MixedOp(C, 2, (name,))  # at stride 2 the skip is a factorized reduce, with its own BN
+    norms = [m for m in edge.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms, f"{name} has no batch norm"
     assert all(not m.affine for m in norms)
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_pools_are_bare_and_get_a_batch_norm_in_the_search_only(name):
+    """DARTS: the search's MixedOp puts a BN(affine=False) after each pool (model_search.py); the
+    ops of its final network (operations.py), which the derived network builds, are bare pools."""
+    final = make_op(name, C, 1, affine=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in final.modules())
+    (op,) = MixedOp(C, 1, (name,)).ops
+    assert isinstance(op, nn.Sequential) and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d))
+    assert isinstance(op[1], nn.BatchNorm2d) and not op[1].affine and len(op) == 2
 
 
 def test_none_outputs_zeros_at_both_strides():

@@ -18,7 +18,8 @@ from ndarts_edu import repro
 from ndarts_edu.data import ImageData, load_dataset, pick_device
 from ndarts_edu.errors import ConfigError
 from ndarts_edu.presets import preset_config
-from ndarts_edu.search import CHECKPOINT, RESULT, Search, SearchConfig, SearchDiverged, load_checkpoint
+from ndarts_edu.runs import CHECKPOINT, RESULT, load_checkpoint
+from ndarts_edu.search import Search, SearchConfig, SearchDiverged
 
 from tiny import TINY
 
@@ -121,6 +122,17 @@ def test_stopped_mid_epoch_then_resumed_equals_an_uninterrupted_run(small_data, 
     result = without_timings(Search.resume(out, data=small_data).run(out_dir=out))
     assert result["history"] == uninterrupted["history"]
     assert result["alphas"] == uninterrupted["alphas"]
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "distort"])
+def test_augmented_search_stopped_mid_epoch_then_resumed_equals_an_uninterrupted_run(small_data, tmp_path, augment):
+    """The augmentation's draws (a crop per image, a distortion per image) are in the checkpoint too."""
+    config = four_epochs(epochs=2, augment=augment)
+    whole = without_timings(Search(config, data=small_data).run())
+    out, stop = str(tmp_path), threading.Event()
+    Search(config, data=small_data).run(on_step=stop_when(lambda r: r["step"] == 3, stop), stop=stop, out_dir=out)
+    result = without_timings(Search.resume(out, data=small_data).run(out_dir=out))
+    assert result["history"] == whole["history"] and result["alphas"] == whole["alphas"]
 
 
 def test_two_epochs_extended_to_four_equal_four_when_the_schedules_are_flat(small_data, tmp_path):
@@ -266,6 +278,27 @@ def test_an_overflowing_alpha_step_is_undone_and_stops_the_search(small_data, tm
 def test_bad_settings_name_the_value_and_what_is_allowed(changes, message):
     with pytest.raises(ConfigError) as caught:
         four_epochs(**changes).validate()
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(channels=5, dataset="cifar10", data_dir="nowhere"), "channels must be even (the factorized"),
+    (dict(dataset="cifar10"), "dataset 'cifar10' needs a data folder"),
+    (dict(image_size=2), "image_size must be >= 4, got 2"),
+    (dict(limit=0), "limit must be >= 1, got 0"),
+    (dict(skip_drop_path=1.0), "skip_drop_path must be <= 0.99, got 1.0"),
+    (dict(alpha_betas=(0.5, 1.0)), "alpha_betas must be two numbers in [0, 1)"),
+    (dict(fair_threshold=1.5), "fair_threshold must be <= 1.0, got 1.5"),
+])
+def test_every_rule_is_checked_before_the_data_is_loaded(monkeypatch, changes, message):
+    import ndarts_edu.search
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded before the settings were checked")
+
+    monkeypatch.setattr(ndarts_edu.search, "load_dataset", no_loading)
+    with pytest.raises(ConfigError) as caught:
+        Search(four_epochs(**changes))
     assert message in str(caught.value)
 
 

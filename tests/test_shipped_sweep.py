@@ -2,15 +2,20 @@
 
 The slider of notebook 01 answers from ``ndarts_edu/datasets/sweep_cpu.json``. These tests check
 that it belongs to the current ``cpu`` preset, that re-running one of its searches with the
-library reproduces its numbers exactly (CPU, the preset's pinned thread count), and that it shows
-what the package claims: skip domination at noise 0, none at the preset's noise level.
+library reproduces its numbers (within what another CPU moves them; bit for bit when the same
+machine runs a search twice), and that it shows what the package claims: skip domination at
+noise 0, none at the preset's noise level.
 """
+import json
+import os
+import threading
+
 import pytest
 
-from ndarts_edu.experiments import load_sweep, sweep
+from ndarts_edu import experiments
+from ndarts_edu.experiments import load_sweep, reproduction_gaps, sweep
 from ndarts_edu.presets import preset_config, preset_noise
-from ndarts_edu.search import SearchConfig
-
+from ndarts_edu.search import Search, SearchConfig
 
 @pytest.fixture(scope="module")
 def shipped():
@@ -36,12 +41,47 @@ def test_skip_dominates_without_noise_and_not_with_the_preset_noise(shipped):
     assert sum(share <= 0.40 for share in noisy) >= len(noisy) - 1, noisy
 
 
+XCPU = os.path.join(os.path.dirname(__file__), "..", "docs", "calibration", "xcpu.json")
+
+
+def test_the_bounds_of_a_search_run_again_cover_what_another_cpu_was_measured_to_move(shipped):
+    """``reproduction_gaps``'s bounds against tools/xcpu.py's measurement of the shipped searches
+    with another CPU's kernels: each bound above the largest difference measured."""
+    with open(XCPU) as f:
+        xcpu = json.load(f)
+    assert {(r["noise_lambda"], r["seed"]) for r in xcpu["runs"]} >= {
+        (lam, seed) for lam in (0.0, preset_noise("cpu")) for seed in shipped["seeds"]}
+    assert all(r["cpu_capability"] != xcpu["shipped_on"]["cpu_capability"] for r in xcpu["runs"])
+    edges = len(shipped["runs"][0]["weights"]["normal"])
+    for run in xcpu["runs"]:
+        saved = _entry(shipped, run["noise_lambda"], run["seed"])
+        assert reproduction_gaps(saved, run["entry"]) == [], run["seed"]
+        skip = abs(saved["skip_share"] - run["entry"]["skip_share"]) * edges
+        assert skip + 1 <= experiments.EDGES_APART + 1e-9
+        assert run["genotype_skips"] + 1 <= experiments.EDGES_APART
+        assert run["accuracy_end"] * 1.5 <= experiments.ACCURACY_APART
+        assert run["accuracy_raw_end"] * 1.5 <= experiments.RAW_ACCURACY_APART
+        epoch_skip = max(abs(a["skip_share"] - b["skip_share"]) * edges
+                         for a, b in zip(saved["epochs"], run["entry"]["epochs"]))
+        assert epoch_skip + 1 <= experiments.EPOCH_EDGES_APART + 1e-9
+
+
 @pytest.mark.slow
 def test_rerunning_the_sweep_command_reproduces_the_shipped_numbers(shipped):
-    """One (noise level, seed) point of the shipped grid, searched again from scratch."""
+    """One (noise level, seed) point of the shipped grid, searched again from scratch: within the
+    bounds another CPU moves it; and the same search on this machine again is bit-identical."""
     noise_lambda, seed = preset_noise("cpu"), shipped["seeds"][0]
-    fresh = sweep(SearchConfig.from_dict(shipped["config"]), [noise_lambda], [seed], preset="cpu")
+    config = SearchConfig.from_dict(shipped["config"])
+    fresh = sweep(config, [noise_lambda], [seed], preset="cpu")
     again, saved = fresh["runs"][0], _entry(shipped, noise_lambda, seed)
-    for key in ("skip_share", "genotype_skips", "valid_accuracy", "genotype", "weights", "epochs",
-                "skip_weight_steps"):
-        assert again[key] == saved[key], key
+    # within what another CPU moves a search (experiments.EDGES_APART and the others: measured)
+    assert again["genotype"].keys() == saved["genotype"].keys()
+    assert reproduction_gaps(saved, again) == []
+
+    # On one machine a search is a function of its settings: its first two epochs again, bit for bit
+    # (planned at the full length, so the schedules are those of the run above).
+    stop = threading.Event()
+    twice = Search(config.replace(noise_lambda=noise_lambda, seed=seed))
+    twice.run(on_epoch=lambda record: stop.set() if record["epoch"] >= 2 else None, stop=stop)
+    for mine, first in zip(twice.history["epochs"], again["epochs"][:2]):
+        assert {key: mine[key] for key in first} == first

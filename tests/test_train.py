@@ -79,6 +79,17 @@ def test_a_fairdarts_genotype_from_derive_builds_as_it_is():
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_the_derived_network_has_bare_pools_as_dartss_final_network():
+    max_pool, avg_pool = "max_pool_3x3", "avg_pool_3x3"
+    genotype = {"normal": [[max_pool, 0], [avg_pool, 1], ["skip_connect", 0], [max_pool, 2]],
+                "reduce": [[avg_pool, 0], [max_pool, 1], ["skip_connect", 2], [avg_pool, 1]]}
+    net = Network(genotype, in_channels=1, num_classes=10, channels=4, layers=3)
+    bare = (torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    pools = [op for cell in net.cells for op in cell.ops if isinstance(op, bare)]
+    assert len(pools) == 9  # every pool of the three cells is the op itself, no batch norm after it
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
 def test_random_cells_are_reproducible_and_vary():
     first, again, other = (random_genotype(SPACES["s3"], nodes=4, seed=s) for s in (0, 0, 1))
     assert first == again and first != other
@@ -111,6 +122,15 @@ def test_training_learns_and_returns_plain_data(small_digits):
     assert result["history"] == seen
     assert result["test_accuracy"] > 0.5  # ten classes: chance is 0.1
     assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+
+
+def test_more_test_sets_are_measured_at_the_end(small_digits):
+    x, y = small_digits.test_images, small_digits.test_labels
+    result = train_genotype(CONVS, TINY, data=small_digits, test_sets={"again": (x, y), "few": (x[:7], y[:7])})
+    accuracies = result["test_accuracies"]
+    assert set(accuracies) == {"test", "again", "few"}
+    assert accuracies["test"] == accuracies["again"] == result["test_accuracy"]  # the same images
+    assert 7 * accuracies["few"] == pytest.approx(round(7 * accuracies["few"]), abs=1e-4)  # of 7
 
 
 def test_a_seed_repeats_a_training(small_digits):

@@ -121,6 +121,17 @@ def test_a_live_run_gives_the_same_results_as_each_search_alone(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_searches_that_draw_while_they_train_keep_their_own_random_numbers():
+    # With the skip drop-path (the paper preset's 0.3) DARTS draws too: taking turns must not make
+    # the two searches draw from each other's stream.
+    live = widgets.LiveComparison("quick", noise_lambda=0.5, seed=1, mode="static", threads=1,
+                                  skip_drop_path=0.3, **SHORT)
+    live.start()
+    assert live.join(timeout=120)
+    for side_by_side, config in zip(live.results, live.configs()):
+        assert side_by_side["weights"] == run_search(config)["weights"]
+
+
 def test_stop_ends_a_live_run_and_run_starts_it_again():
     live = widgets.LiveComparison("quick", mode="static", threads=1, epochs=2)
     live.run_button.click()

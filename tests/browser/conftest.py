@@ -1,7 +1,8 @@
 """Fixtures for the real-browser tests (pytest marker ``browser``); see README.md here.
 
 Opt-in: the tests in this folder run only when the marker expression selects them
-(``pytest -m browser tests/browser``); a plain ``pytest`` collects and skips them.
+(``pytest -m browser tests/browser``) or ``NDARTS_BROWSER_TESTS=1`` is set (CI, where they run in
+the same pool of workers as the rest); a plain ``pytest`` collects and skips them.
 
 Missing tools (Debian ``chromium``, the ``playwright`` package) skip the tests, unless
 ``NDARTS_BROWSER_TESTS=1`` (CI), where they fail instead.
@@ -29,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SHOTS = Path(os.environ.get("NDARTS_BROWSER_SHOTS", HERE / "screenshots")).resolve()
+if os.environ.get("PYTEST_XDIST_WORKER"):  # a folder per worker: each empties its own
+    SHOTS = SHOTS / os.environ["PYTEST_XDIST_WORKER"]
 REQUIRED = os.environ.get("NDARTS_BROWSER_TESTS", "") == "1"
 
 CHROMIUM_ARGS = [
@@ -81,8 +84,8 @@ def _browser_requested(markexpr: str) -> bool:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Skip browser tests unless the ``-m`` expression asks for them (opt-in)."""
-    if _browser_requested(config.option.markexpr):
+    """Skip browser tests unless the ``-m`` expression or ``NDARTS_BROWSER_TESTS=1`` asks for them."""
+    if REQUIRED or _browser_requested(config.option.markexpr):
         return
     skip = pytest.mark.skip(
         reason="browser test: opt-in, run `pytest -m browser tests/browser` (see tests/browser/README.md)"
@@ -171,18 +174,23 @@ def browser(chromium_path):
 
 
 def _server(app: str, shots: Path):
-    """Start a server on a fresh temporary copy of notebooks/ (+ the self-test notebook)."""
+    """Start a server on a fresh temporary copy of the repository's notebooks/ and docs/ (the
+    notebooks' pictures load from ../docs by relative path), plus the self-test notebook; the
+    server's root is the copy's top, so the notebooks are at ``notebooks/NAME``."""
     tmp = Path(tempfile.mkdtemp(prefix=f"ndarts-{app}-"))
-    root = tmp / "notebooks"
+    top = tmp / "repo"
+    root = top / "notebooks"
     if NOTEBOOKS.is_dir():
         shutil.copytree(
             NOTEBOOKS, root,
             ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
         )
     else:
-        root.mkdir()
+        root.mkdir(parents=True)
+    if (REPO / "docs").is_dir():
+        shutil.copytree(REPO / "docs", top / "docs")
     nbdrive.write_selftest_notebook(root / "_selftest" / "selftest.ipynb")
-    server = nbdrive.JupyterServer(app, root, tmp / "jupyter", shots / f"server-{app}.log")
+    server = nbdrive.JupyterServer(app, top, tmp / "jupyter", shots / f"server-{app}.log")
     return server, tmp
 
 
@@ -268,7 +276,7 @@ def open_notebook(browser, shots_dir):
 
     def open_(server, name: str, label: str) -> nbdrive.NotebookPage:
         page = browser.new_page()
-        nbp = nbdrive.NotebookPage(page, server, name, shots_dir / label)
+        nbp = nbdrive.NotebookPage(page, server, f"notebooks/{name}", shots_dir / label)
         pages.append(nbp)
         _open_pages.append(nbp)
         try:

@@ -7,11 +7,16 @@ slider from 0 to its high end lowers the plotted skip weight, Run starts a live 
 plot grows, Stop stops it. Screenshots of each state: see README.md.
 """
 
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import nbdrive
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import repository  # noqa: E402  (tools/repository.py: the address in pyproject.toml)
 
 pytestmark = pytest.mark.browser
 
@@ -36,6 +41,55 @@ def nb01(require_notebook, lab_server, open_notebook):
         state["error"] = exc
     nb.screenshot("after-run-all")
     return state
+
+
+# The notebook's pictures (those served from the repository itself, not the badges) and links,
+# after each markdown cell that shows a picture was scrolled into view.
+_JS_PICTURES_AND_LINKS = """
+() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.widgets.filter(c => c.model.type === 'markdown');
+  const pictures = [], links = [];
+  for (const cell of cells) {
+    const imgs = [...cell.node.querySelectorAll('.jp-RenderedMarkdown img')];
+    if (imgs.some(i => i.src.startsWith(location.origin))) cell.node.scrollIntoView();
+    for (const img of imgs) {
+      if (img.src.startsWith(location.origin)) {
+        pictures.push({src: img.src, alt: img.alt, complete: img.complete, width: img.naturalWidth});
+      }
+    }
+    for (const a of cell.node.querySelectorAll('.jp-RenderedMarkdown a[href]')) links.push(a.href);
+  }
+  return {markdown_cells: cells.length, pictures: pictures, links: links};
+}
+"""
+
+
+def test_pictures_shown_and_links_name_the_repository(nb01, report):
+    """The pictures load from the repository by relative path (../docs/images), and every link
+    that names the repository names the one in pyproject.toml: no OWNER placeholder left."""
+    nb = nb01["nb"]  # whatever Run All did: the text cells are there from the start
+
+    def shown():
+        seen = nb.page.evaluate(_JS_PICTURES_AND_LINKS)
+        done = seen["pictures"] and all(p["complete"] and p["width"] > 0 for p in seen["pictures"])
+        return seen if done else None
+
+    seen = nbdrive.poll(shown, 30, "notebook 01's pictures to load",
+                        on_timeout=lambda: str(nb.page.evaluate(_JS_PICTURES_AND_LINKS)))
+    assert {p["alt"] for p in seen["pictures"]} >= {"the sweep at noise 0: skip wins most edges",
+                                                    "the sweep at the default noise: skip wins few edges"}
+    assert all("/files/docs/images/" in p["src"] for p in seen["pictures"]), seen["pictures"]
+    assert not [link for link in seen["links"] if "OWNER" in link], seen["links"]
+    repo = repository.configured()
+    assert repo.colab("01_skip_domination.ipynb") in seen["links"]
+    assert repo.binder("01_skip_domination.ipynb") in seen["links"]
+    foreign = [link for link in seen["links"] if ("colab.research.google.com/github/" in link
+               or "mybinder.org/v2/gh/" in link) and f"/{repo.account}/{repo.name}/" not in link]
+    assert not foreign, foreign
+    nb.screenshot("pictures")
+    pictures = [p["src"].split("/files/")[-1] for p in seen["pictures"]]
+    report(f"{LABEL} pictures and links", {"pictures": pictures, "links": len(seen["links"])})
 
 
 def _ready(nb01):
