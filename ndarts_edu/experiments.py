@@ -347,25 +347,29 @@ def format_sweep(data):
 # -- a search again, on another machine ---------------------------------------------------------
 # How far a search of the cpu preset moves on another x86 CPU: other kernels round floating-point
 # sums differently, and a search amplifies that step by step. Measured (2026-12, tools/xcpu.py,
-# docs/calibration/xcpu.json): the shipped sweep's lambda 0 and lambda 1.5 at all five seeds, made
-# on an AMD EPYC with its AVX2 kernels, searched again there with ATEN_CPU_CAPABILITY=default.
-# Largest differences over the ten searches:
-# - the weights f(alpha): 0.30 to 0.75 in every search. Which of two nearly tied ops leads on an
+# docs/calibration/xcpu*.json): the shipped sweep's lambda 0 and lambda 1.5 at all five seeds, made
+# on an AMD EPYC with its AVX2 kernels, searched again (a) there with ATEN_CPU_CAPABILITY=default
+# and (b) on another AMD EPYC with its own AVX-512 kernels. Largest differences over the twenty:
+# - the weights f(alpha): 0.29 to 0.75 in every search. Which of two nearly tied ops leads on an
 #   edge is not reproducible across CPUs, so the weights are not compared;
 # - the none and sep_conv shares at lambda 1.5: up to 4 of 14 edges (the two trade edges where the
 #   noise leaves them tied), so they are not compared search by search either (the sweep's mean
 #   over seeds is what the course claims of them);
-# - the skip share: 1 edge at the end, 3 in some epoch; the derived cell's skips: 1;
-# - the accuracy at the end: 0.032 (0.029 raw); in some epoch mid-search 0.057 (0.085 raw), which
-#   is not compared.
-# The bounds below are those maxima plus one edge, or plus half. They do not tell one seed from
-# another of the same noise level (seeds differ by as much): what they check is that a search run
-# again tells the shipped story, edge for edge of the skip op. On one machine a search repeats bit
-# for bit (tests/test_shipped_sweep.py checks both).
+# - the skip share: 1 edge at the end, 3 in some epoch;
+# - the derived cell's skips: 2 of 8 (lambda 0, seed 10 on AVX-512: 5 here, 7 shipped; the top two
+#   ops of a node are picked among nearly tied weights);
+# - the accuracy at the end: 0.038 (0.033 raw); in some epoch mid-search 0.070 (0.090 raw), which
+#   a search run again is not held to (notebook 04 holds its first epochs to EPOCH_ACCURACY_APART).
+# The bounds below are those maxima plus one edge or skip, or plus half. They do not tell one seed
+# from another of the same noise level (seeds differ by as much): what they check is that a search
+# run again tells the shipped story (lambda 0 keeps 5 to 8 skips in its cell, lambda 1.5 none). On
+# one machine a search repeats bit for bit (tests/test_shipped_sweep.py checks both).
 EDGES_APART = 2
 EPOCH_EDGES_APART = 4
-ACCURACY_APART = 0.05
-RAW_ACCURACY_APART = 0.05
+CELL_SKIPS_APART = 3
+ACCURACY_APART = 0.06
+RAW_ACCURACY_APART = 0.06
+EPOCH_ACCURACY_APART = 0.11
 
 
 def sweep_point(data, config):
@@ -391,8 +395,8 @@ def max_weight_difference(a, b):
 def reproduction_gaps(saved, fresh):
     """Where a search run again (``fresh``: its result, or its ``sweep_entry``) is further from a
     sweep's ``saved`` entry of the same settings than another CPU moves it; ``[]`` when it
-    reproduces. Compared: at the end, the skip share and the derived cell's skips (within
-    ``EDGES_APART`` edges), the accuracy (``ACCURACY_APART``) and its raw figure
+    reproduces. Compared: at the end, the skip share (within ``EDGES_APART`` edges), the derived
+    cell's skips (``CELL_SKIPS_APART``), the accuracy (``ACCURACY_APART``) and its raw figure
     (``RAW_ACCURACY_APART``); after every epoch, the skip share (``EPOCH_EDGES_APART``). The
     comment above the bounds says what is not compared, and why.
 
@@ -411,9 +415,9 @@ def reproduction_gaps(saved, fresh):
                         f"{theirs['skip_share']:.3f} saved (> {bound} edges)")
 
     skip_share("at the end", fresh, saved, EDGES_APART)
-    if abs(fresh["genotype_skips"] - saved["genotype_skips"]) > EDGES_APART:
+    if abs(fresh["genotype_skips"] - saved["genotype_skips"]) > CELL_SKIPS_APART:
         gaps.append(f"at the end: {fresh['genotype_skips']} skips in the derived cell here, "
-                    f"{saved['genotype_skips']} saved (> {EDGES_APART})")
+                    f"{saved['genotype_skips']} saved (> {CELL_SKIPS_APART})")
     if saved.get("valid_accuracy_raw") is not None:
         figures = [("valid_accuracy", "valid_accuracy", ACCURACY_APART),
                    ("valid_accuracy_raw", "valid_accuracy_raw", RAW_ACCURACY_APART)]

@@ -257,9 +257,9 @@ noisy_model.train()
 
 # %% [markdown]
 # One seed's race is an anecdote, and the numbers of a search also move with the CPU (another
-# processor rounds its sums differently, and a search amplifies that step by step: measured with
-# another CPU's kernels, the weights $f(\alpha)$ of one search end up to 0.75 apart, while the skip
-# share moves by one edge). What can be checked, for any machine, is that the live run tells the
+# processor rounds its sums differently, and a search amplifies that step by step: measured on an
+# AVX-512 machine and with torch's portable kernels, the weights $f(\alpha)$ of one search end up to
+# 0.75 apart, while the skip share moves by one edge). What can be checked, for any machine, is that the live run tells the
 # story its search tells in the shipped sweep: with the notebook's settings (the `cpu` preset, the
 # sweep's first seed) the two searches are in it, and their skip shares, derived cells and
 # accuracies come out within the bounds measured across CPUs (`experiments.reproduction_gaps`; with

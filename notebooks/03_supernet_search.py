@@ -270,7 +270,7 @@ viz.skip_share_by_epoch([darts, noisy], titles=["DARTS", "NoisyDARTS"])
 # %% [markdown]
 # One seed is one draw: another seed can tell a weaker story, and another CPU moves a search (its
 # sums round differently, and a search amplifies that step by step: the weights of one search end up
-# to 0.75 apart with another CPU's kernels, its skip share one edge). So the claim "without noise
+# to 0.75 apart on another CPU, its skip share one edge). So the claim "without noise
 # skip takes more of the cell" is checked over the shipped sweep's seeds, paired seed by seed, with
 # its 95 % interval; and these two live searches, when their settings are in the sweep (the `cpu`
 # preset at its own length, a seed of the sweep), are checked to tell the story those searches tell

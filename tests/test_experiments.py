@@ -209,7 +209,7 @@ def test_a_search_run_again_is_found_in_its_sweep_and_reproduces_it(quick_config
     edge = 1 / len(point["weights"]["normal"])
     moved["epochs"][0]["skip_share"] += (experiments.EPOCH_EDGES_APART + 1) * edge
     moved["skip_share"] += experiments.EDGES_APART * edge  # within the bound: not named
-    moved["genotype_skips"] += experiments.EDGES_APART + 1
+    moved["genotype_skips"] += experiments.CELL_SKIPS_APART + 1
     moved["valid_accuracy"] += 2 * experiments.ACCURACY_APART
     moved["weights"]["normal"][2][1] += 1.0  # the weights are not compared across CPUs
     moved["op_shares"]["none"] += 1.0  # nor the shares of ops other than skip

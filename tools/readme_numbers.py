@@ -10,13 +10,14 @@ The block sits between the two marker lines below in ``README.md``. It is made f
   accuracy (batch-norm statistics re-estimated without noise, and raw), over its seeds;
 - ``docs/calibration/grid_cpu.json`` (``tools/calibrate.py``): the preset's check on seeds it was
   not calibrated on, where the grid holds it;
-- ``docs/calibration/xcpu.json`` (``tools/xcpu.py``): how far the same searches move when torch
-  runs another CPU's kernels;
+- ``docs/calibration/xcpu*.json`` (``tools/xcpu.py``): how far the same searches move on another
+  CPU, or when torch runs another CPU's kernels;
 - ``ndarts_edu/datasets/ablations_cpu.json`` (``python -m ndarts_edu ablations``): per variant.
 
 Each table names the machine, the torch version and the thread count its data record.
 """
 import argparse
+import glob
 import json
 import os
 import statistics
@@ -32,7 +33,7 @@ README = os.path.join(ROOT, "README.md")
 SWEEP = os.path.join(ROOT, "ndarts_edu", "datasets", "sweep_cpu.json")
 ABLATIONS = os.path.join(ROOT, "ndarts_edu", "datasets", "ablations_cpu.json")
 GRID = os.path.join(ROOT, "docs", "calibration", "grid_cpu.json")
-XCPU = os.path.join(ROOT, "docs", "calibration", "xcpu.json")
+XCPU = sorted(glob.glob(os.path.join(ROOT, "docs", "calibration", "xcpu*.json")))
 BEGIN = "<!-- numbers: begin (made by tools/readme_numbers.py from the shipped data; do not edit) -->"
 END = "<!-- numbers: end -->"
 COLLAPSED, CURED = 0.75, 0.40  # issue 11's thresholds for one search's skip share
@@ -114,31 +115,45 @@ def validation_table(grid, preset):
     return lines
 
 
-def xcpu_lines(xcpu, sweep):
+def kernels_label(xcpu):
+    """What ran the searches again: which kernels, on which machine."""
+    run = xcpu["runs"][0]
+    if run["kernels"] == "native":
+        return f"{run['cpu_capability']}: another machine, with its own kernels"
+    return (f"{run['cpu_capability']}: the machine that made them, with "
+            f"ATEN_CPU_CAPABILITY={run['kernels']}")
+
+
+def xcpu_lines(measured, sweep):
     """What another CPU's kernels move: each search's figures, and the claims over the seeds."""
-    if not xcpu:
+    if not measured:
         return []
     edges = len(sweep["runs"][0]["weights"]["normal"])
     shipped = {(r["noise_lambda"], r["seed"]): r for r in sweep["runs"]}
-    rerun = {(r["noise_lambda"], r["seed"]): r["entry"] for r in xcpu["runs"]}
-    # the largest change of the skip share at the end, in edges of the normal cell
-    skip_edges = max(round(abs(shipped[point]["skip_share"] - entry["skip_share"]) * edges)
-                     for point, entry in rerun.items())
-    lines = ["", f"Another CPU's kernels (`tools/xcpu.py`: {xcpu['what']}, on the machine "
-             "above) move one search by at most: the "
-             f"weights f(alpha) {xcpu['weights_end']:.2f}, the skip share "
-             f"{skip_edges} edge(s) of {edges} at the end, the derived cell's skips "
-             f"{xcpu['genotype_skips']}, the supernet's accuracy {xcpu['accuracy_end']:.3f} at the "
-             "end. So one search's weights do not reproduce across CPUs; the claims over the seeds "
-             "do:", "",
-             "| over the seeds, paired by seed | shipped | other kernels |", "|---|---|---|"]
+    lines = ["", "How far another CPU moves the shipped searches, each searched again from scratch:", ""]
+    for xcpu in measured:
+        rerun = {(r["noise_lambda"], r["seed"]): r["entry"] for r in xcpu["runs"]}
+        # the largest change of the skip share at the end, in edges of the normal cell
+        skip_edges = max(round(abs(shipped[point]["skip_share"] - entry["skip_share"]) * edges)
+                         for point, entry in rerun.items())
+        lines.append(f"- {kernels_label(xcpu)} ({len(xcpu['runs'])} searches, `tools/xcpu.py`). "
+                     "One search moves by at most: the weights f(alpha) "
+                     f"{xcpu['weights_end']:.2f}, the skip share {skip_edges} edge(s) of {edges} "
+                     f"at the end, the derived cell's skips {xcpu['genotype_skips']}, the "
+                     f"supernet's accuracy {xcpu['accuracy_end']:.3f} at the end.")
+    lines += ["", "So one search's weights do not reproduce across CPUs; the claims over the seeds "
+              "do:", "",
+              "| over the seeds, paired by seed | shipped | "
+              + " | ".join(kernels_label(x).split(":")[0] for x in measured) + " |",
+              "|---|---|" + "---|" * len(measured)]
     noisy = preset_noise(sweep["preset"])
-    seeds = [s for s in sweep["seeds"] if (0.0, s) in rerun and (noisy, s) in rerun]
+    reruns = [{(r["noise_lambda"], r["seed"]): r["entry"] for r in x["runs"]} for x in measured]
+    seeds = [s for s in sweep["seeds"] if all((0.0, s) in r and (noisy, s) in r for r in reruns)]
     for what, key in (("skip share", "skip_share"), ("supernet accuracy", "valid_accuracy")):
         row = [str(stats.paired_interval([runs[0.0, s][key] for s in seeds],
                                          [runs[noisy, s][key] for s in seeds]))
-               for runs in (shipped, rerun)]
-        lines.append(f"| {what}, lambda 0 minus lambda {noisy:g} | {row[0]} | {row[1]} |")
+               for runs in (shipped, *reruns)]
+        lines.append(f"| {what}, lambda 0 minus lambda {noisy:g} | {' | '.join(row)} |")
     return lines
 
 
@@ -171,7 +186,7 @@ def block():
     sweep = read(SWEEP)
     lines = sweep_table(sweep)
     lines += validation_table(read(GRID), sweep["preset"])
-    lines += xcpu_lines(read(XCPU), sweep)
+    lines += xcpu_lines([read(path) for path in XCPU], sweep)
     lines += ablations_table(read(ABLATIONS))
     return "\n".join([BEGIN, *lines, END])
 

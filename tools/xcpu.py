@@ -1,6 +1,7 @@
 """How far another CPU moves a shipped search: re-run sweep points under other torch kernels.
 
     python tools/xcpu.py --points 0:10 1.5:10 --kernels default --workers 2
+    python tools/xcpu.py --points 0:10 1.5:10 --kernels native --out docs/calibration/xcpu_avx512.json
 
 Each point ``LAMBDA:SEED`` of the shipped sweep is searched again in a fresh process, once per
 kernel setting: this CPU's own kernels, ``ATEN_CPU_CAPABILITY=avx2`` and ``=default`` (torch then
