@@ -19,13 +19,13 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 
 def run_once(notebook):
@@ -46,20 +46,12 @@ def run_once(notebook):
 
 
 def machine():
-    try:
-        import torch
+    import torch
 
-        kernels = torch.backends.cpu.get_cpu_capability()
-        version = torch.__version__
-    except ImportError:
-        kernels = version = "?"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {kernels} kernels, torch {version}"
+    from ndarts_edu.repro import cpu_model
+
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()} "
+            f"kernels, torch {torch.__version__}")
 
 
 def main(argv=None):

@@ -152,7 +152,7 @@ def run_ablations(base_config, noise_lambda, seeds, only=None, out_path=None, on
     base = base_config.replace(noise_lambda=0.0)
     variants = ablation_variants(noise_lambda, base)
     keys = [key for key, *_ in variants]
-    only = list(only or keys)
+    only = list(dict.fromkeys(only or keys))  # a variant named twice is searched once
     for key in only:
         check_choice("ablation", key, keys)
     seeds = sorted({int(check_number("seed", s, minimum=0, integer=True)) for s in seeds})
@@ -198,24 +198,6 @@ def run_ablations(base_config, noise_lambda, seeds, only=None, out_path=None, on
                  on_event=on_event, labels=[f"{key} seed={seed}" for key, seed, _ in todo],
                  workers=workers, cluster=cluster, stop=stop)
     return data
-
-
-def merge_ablations(*parts):
-    """One ablations file from several computed apart (``--only`` on two machines, say).
-
-    The parts must share the base search and noise level; their runs are put in variant order.
-    """
-    first = parts[0]
-    for part in parts[1:]:
-        if (searched(part["config"]) != searched(first["config"])
-                or part["noise_lambda"] != first["noise_lambda"]):
-            raise ConfigError("ablation files to merge must share the base search and noise level")
-    runs = {(r["variant"], r["seed"]): r for part in parts for r in part["runs"]}
-    keys = [key for key, *_ in ablation_variants(first["noise_lambda"])]
-    listed = {v["key"]: v for part in parts for v in part["variants"]}
-    return {**first, "seeds": sorted({s for part in parts for s in part["seeds"]}),
-            "variants": [listed[k] for k in keys if k in listed],
-            "runs": sorted(runs.values(), key=lambda r: (keys.index(r["variant"]), r["seed"]))}
 
 
 def rerun_epochs(data, key, seed, epochs=2):

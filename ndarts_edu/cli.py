@@ -16,7 +16,7 @@ import threading
 import time
 
 from . import derive
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 from .presets import PRESETS, preset_config, preset_noise
 from .search import SearchConfig, SearchDiverged
 
@@ -50,8 +50,8 @@ class Progress:
     """A one-line progress bar of one search on stderr (redrawn in place on a terminal, one line
     per epoch otherwise)."""
 
-    def __init__(self, search, label=""):
-        self.search, self.label = search, label
+    def __init__(self, search):
+        self.search = search
         self.tty = sys.stderr.isatty()
         self.started = time.perf_counter()
         self.last = 0.0
@@ -79,7 +79,7 @@ class Progress:
         bar = "#" * int(24 * done) + "-" * (24 - int(24 * done))
         # While an epoch runs it is the one shown (epoch 1 from the first step), not the ones done.
         epoch = epoch if epoch is not None else min(s.epoch + 1, s.config.epochs)
-        sys.stderr.write(f"{self.label}[{bar}] epoch {epoch}/{s.config.epochs} "
+        sys.stderr.write(f"[{bar}] epoch {epoch}/{s.config.epochs} "
                          f"step {s.step}/{self.total()} loss {loss:.3f}{extra} "
                          f"{time.perf_counter() - self.started:5.1f}s   {end}")
         sys.stderr.flush()
@@ -295,7 +295,7 @@ def _fan_out(args, threads):
     return workers, cluster
 
 
-def _run_many(args, kind, path, run):
+def _run_many(path, run):
     """Run a many-search command: plan, progress board, the exit status. ``run(on_plan,
     on_event)``."""
     board = [None]
@@ -349,11 +349,11 @@ def _many(args, kind):
     path = os.path.join(args.out, f"{kind}.json")
     common = dict(out_path=path, workers=workers, cluster=cluster)
     if kind == "compare":
-        data, board = _run_many(args, kind, path, lambda on_plan, on_event: experiments.compare(
+        data, board = _run_many(path, lambda on_plan, on_event: experiments.compare(
             config, lambdas, args.seeds, on_plan=on_plan, on_event=on_event, **common))
         return _finish(board, len(data["runs"]), board.total, path,
                        lambda: experiments.format_table(data["runs"]))
-    data, board = _run_many(args, kind, path, lambda on_plan, on_event: experiments.sweep(
+    data, board = _run_many(path, lambda on_plan, on_event: experiments.sweep(
         config, lambdas, args.seeds, preset=args.preset, on_plan=on_plan, on_event=on_event,
         **common))
     asked = {(float(lam), int(seed)) for lam in lambdas for seed in args.seeds}
@@ -365,13 +365,10 @@ def cmd_ablations(args):
     from . import ablations
 
     noise_lambda = args.noise_lambda if args.noise_lambda is not None else preset_noise(args.preset)
-    config = preset_config(args.preset, epochs=args.epochs, device=args.device,
-                           threads=args.threads).validate()
-    if config.dataset == "cifar10" and config.data_dir is None:
-        config = config.replace(data_dir=CIFAR_DATA_DIR)
+    config = _config_from(args, noise_lambda=0.0)  # run_ablations sets each variant's noise
     workers, cluster = _fan_out(args, config.threads)
     path = os.path.join(args.out, "ablations.json")
-    data, board = _run_many(args, "ablations", path, lambda on_plan, on_event: (
+    data, board = _run_many(path, lambda on_plan, on_event: (
         ablations.run_ablations(config, noise_lambda, args.seeds, only=args.only, out_path=path,
                                 preset=args.preset, on_plan=on_plan, on_event=on_event,
                                 workers=workers, cluster=cluster)))
@@ -628,13 +625,13 @@ def main(argv=None):
                               "--cluster fan its searches out)")
         return args.func(args)
     except ConfigError as error:
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except SearchDiverged as error:
-        print(f"error: the search diverged: {_one_line(error)}", file=sys.stderr)
+        print(f"error: the search diverged: {one_line(error)}", file=sys.stderr)
         return 1
     except OSError as error:  # a file that cannot be written mid-run, a full disk
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -647,5 +644,3 @@ def _under_torchrun():
     return from_environment() is not None
 
 
-def _one_line(error):
-    return " ".join(str(error).split())

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 
-from .errors import ConfigError, check_number
+from .errors import ConfigError, check_number, one_line
 from .search import Search, SearchConfig, SearchDiverged
 
 PROGRESS_TOPIC = "ndarts_edu.progress"
@@ -86,7 +86,7 @@ def run_searches(configs, on_result, labels=None, on_event=None, workers=None, c
     if cluster is None and min(workers or 1, len(configs)) == 1:
         return _run_here(configs, on_result, emit, stop)
     workers = min(workers or 1, len(configs))
-    return _run_on_dask(configs, labels, on_result, emit, workers, cluster, stop)
+    return _run_on_dask(configs, on_result, emit, workers, cluster, stop)
 
 
 # -- one search, wherever it runs ------------------------------------------------------------------
@@ -199,14 +199,14 @@ def _connect(workers, cluster):
             return Client(cluster, timeout=CONNECT_TIMEOUT), None
         except (OSError, TimeoutError, ValueError) as error:
             raise ConfigError(f"cannot reach a Dask scheduler at {cluster!r} "
-                              f"({_first_line(error)}); start one (dask scheduler) or check the "
+                              f"({one_line(error)}); start one (dask scheduler) or check the "
                               "address") from None
     local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                          dashboard_address=":0", silence_logs=logging.ERROR, preload=[__name__])
     return Client(local), local
 
 
-def _run_on_dask(configs, labels, on_result, emit, workers, cluster, stop):
+def _run_on_dask(configs, on_result, emit, workers, cluster, stop):
     from distributed import Event, wait
     from distributed.scheduler import KilledWorker
 
@@ -249,7 +249,7 @@ def _run_on_dask(configs, labels, on_result, emit, workers, cluster, stop):
                     if not isinstance(error, KilledWorker):
                         raise error  # a search that cannot run (bad data on a worker): stop here
                     lost.append(index)  # Dask gave up (its workers died): the next run does it
-                    emit(index, {"event": "lost", "error": _first_line(error)})
+                    emit(index, {"event": "lost", "error": one_line(error)})
                 elif future.status == "finished":
                     result = future.result()
                     future.release()  # the scheduler may forget it: the result is here now
@@ -262,7 +262,7 @@ def _run_on_dask(configs, labels, on_result, emit, workers, cluster, stop):
     finally:
         if running:
             try:
-                Event(f"ndarts_edu-stop-{token}", client=client).set()
+                flag.set()  # the searches running stop after their step
                 client.cancel(list(running))
             except Exception:  # the scheduler is gone: nothing left to cancel
                 pass
@@ -305,8 +305,3 @@ class _quiet:
     def __exit__(self, *exc):
         self.logger.setLevel(self.level)
         return False
-
-
-def _first_line(error):
-    text = " ".join(str(error).split())
-    return text or type(error).__name__

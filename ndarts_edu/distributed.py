@@ -66,7 +66,7 @@ import torch
 import torch.distributed as dist
 
 from . import repro
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 from .network import batchnorm_layers
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process
@@ -168,9 +168,8 @@ class Replicas(OneProcess):
                 dist.init_process_group(backend, rank=self.rank, world_size=self.world_size,
                                         device_id=device if backend == "nccl" else None)
             except (RuntimeError, ValueError) as error:  # no rendezvous: not a settings problem
-                text = " ".join(str(error).split()) or type(error).__name__
                 raise ConnectionError(f"rank {self.rank} of {self.world_size} could not join the "
-                                      f"others ({backend}): {text}") from None
+                                      f"others ({backend}): {one_line(error)}") from None
         if dist.get_world_size() != self.world_size or dist.get_rank() != self.rank:
             raise ConfigError(f"the process group has rank {dist.get_rank()} of "
                               f"{dist.get_world_size()}, not {self.rank} of {self.world_size}")

@@ -24,6 +24,11 @@ class SearchDiverged(RuntimeError):
     result = None
 
 
+def one_line(error):
+    """An error's message on one line (for a one-line report); its type where it has none."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def check_choice(name, value, allowed):
     """Return ``value`` if it is one of ``allowed``, else raise ConfigError naming both."""
     if value not in allowed:

@@ -94,7 +94,6 @@ class MixedOp(nn.Module):
         super().__init__()
         self.op_names = tuple(op_names)
         self.noise_on = check_choice("noise target", noise_on, NOISE_TARGETS)
-        self.skip_drop_path = skip_drop_path
         self.skip_drop = DropPath(skip_drop_path)
         # `none` outputs zeros: it only matters through the softmax, so it is never computed.
         self.computed = [k for k, name in enumerate(self.op_names) if name != NONE]

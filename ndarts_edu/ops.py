@@ -92,7 +92,7 @@ class SepConv(nn.Sequential):
         )
 
 
-def _pool(kind, C, stride, affine):
+def _pool(kind, stride):
     """A bare pool, as in DARTS's ``operations.py`` (the final network's). The search's mixed op
     adds a batch norm after it (``mixed.MixedOp``, DARTS's ``model_search.py``)."""
     if kind == "max":
@@ -104,8 +104,8 @@ POOLS = ("max_pool_3x3", "avg_pool_3x3")
 
 OPS = {
     NONE: lambda C, stride, affine: Zero(stride),
-    "max_pool_3x3": lambda C, stride, affine: _pool("max", C, stride, affine),
-    "avg_pool_3x3": lambda C, stride, affine: _pool("avg", C, stride, affine),
+    "max_pool_3x3": lambda C, stride, affine: _pool("max", stride),
+    "avg_pool_3x3": lambda C, stride, affine: _pool("avg", stride),
     SKIP: lambda C, stride, affine: (nn.Identity() if stride == 1
                                      else FactorizedReduce(C, C, affine)),
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),

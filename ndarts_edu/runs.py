@@ -74,7 +74,7 @@ def run(search, on_step=None, on_epoch=None, stop=None, out_dir=None, epochs=Non
         search.status, search.message = "diverged", str(error)
         error.result = result(search)  # the history so far, also for callers of run_search
         if out_dir:  # keep the last good checkpoint (the last epoch's); save what was learnt
-            save_result(search, out_dir)
+            save_result(search, out_dir, error.result)
         raise
     except KeyboardInterrupt:
         # A second Ctrl-C lands mid-step: no checkpoint of that, the last one stays the good one.
@@ -86,9 +86,10 @@ def run(search, on_step=None, on_epoch=None, stop=None, out_dir=None, epochs=Non
         raise
     finally:
         restore_sigint()
+    data = result(search)
     if out_dir:
-        save_result(search, out_dir)
-    return result(search)
+        save_result(search, out_dir, data)
+    return data
 
 
 def stop_on_sigint(stop):
@@ -148,11 +149,12 @@ def result(search):
     }
 
 
-def save_result(search, out_dir):
+def save_result(search, out_dir, data=None):
+    """Write ``result.json``: ``data``, where the caller has built ``result(search)`` already."""
     if not search.replicas.writes:  # data-parallel: rank 0 writes
         return os.path.join(out_dir, RESULT)
     os.makedirs(out_dir, exist_ok=True)
-    return atomic_write_json(os.path.join(out_dir, RESULT), result(search))
+    return atomic_write_json(os.path.join(out_dir, RESULT), data or result(search))
 
 
 # -- the state ----------------------------------------------------------------------------------

@@ -301,7 +301,8 @@ class Search:
         image; the ranks then combine their parts, weighted by their size (``Replicas.mean``).
         """
         batches, parts = batches or self.valid_batches, self.replicas
-        with kept_batchnorm_statistics(self.model):
+        # an eval-mode pass leaves the statistics as they are: only a re-estimation needs them kept
+        with kept_batchnorm_statistics(self.model) if recalibrate else contextlib.nullcontext():
             if recalibrate:
                 starts = batch_starts(len(self.train_batches.images), self.config.batch_size)
                 mine = parts.part(starts)

@@ -78,10 +78,6 @@ class Interval:
     n: int
     confidence: float = 0.95
 
-    @property
-    def half_width(self):
-        return (self.high - self.low) / 2
-
     def above(self, value, margin=0.0):
         """Whether the whole interval lies above ``value + margin``."""
         return self.low > value + margin

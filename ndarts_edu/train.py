@@ -283,10 +283,11 @@ def train_genotype(genotype, config=None, data=None, on_epoch=None, stop=None, t
         history.append(record)
         if on_epoch:
             on_epoch(record)
-    accuracies = {"test": history[-1]["test_accuracy"]} if history else {}
+    accuracies = {}
     if history:
-        accuracies.update({name: round(evaluate(model, x, y)[1], 6)
-                           for name, (x, y) in test_sets.items()})
+        accuracies = {"test": history[-1]["test_accuracy"],
+                      **{name: round(evaluate(model, x, y)[1], 6)
+                         for name, (x, y) in test_sets.items()}}
     return {
         "format": TRAIN_FORMAT,
         "status": status,

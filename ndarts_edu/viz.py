@@ -256,18 +256,19 @@ def sweep_run(sweep, noise_lambda, seed):
     return {**entry, "ops": sweep["ops"], "config": config}
 
 
-def sweep_row(sweep, noise_lambda):
+def sweep_row(sweep, noise_lambda, rows=None):
     """``sweep_summary``'s row at ``noise_lambda``: mean, min and max of the skip share over
-    seeds."""
+    seeds. ``rows``: the summary, where the caller has it already."""
     sweep_runs(sweep, noise_lambda)
-    return next(r for r in sweep_summary(sweep) if math.isclose(r["noise_lambda"], noise_lambda))
+    return next(r for r in rows or sweep_summary(sweep)
+                if math.isclose(r["noise_lambda"], noise_lambda))
 
 
-def _skip_share_traces(sweep, noise_lambda):
-    rows = sweep_summary(sweep)
+def _skip_share_traces(sweep, noise_lambda, rows):
     lams = [r["noise_lambda"] for r in rows]
     seeds = [(r["noise_lambda"], r["skip_share"]) for r in sweep["runs"]]
-    picked = sweep_row(sweep, noise_lambda)["skip_share_mean"] if noise_lambda is not None else None
+    picked = (sweep_row(sweep, noise_lambda, rows)["skip_share_mean"]
+              if noise_lambda is not None else None)
     return [
         {"x": lams + lams[::-1],
          "y": [r["skip_share_max"] for r in rows] + [r["skip_share_min"] for r in rows][::-1]},
@@ -305,7 +306,7 @@ def skip_share_vs_noise(sweep, noise_lambda=None):
         fig.update_layout(height=380, title="skip domination against the noise level")
         return fig
 
-    return _figure(Frame(_skip_share_traces(sweep, noise_lambda)), build)
+    return _figure(Frame(_skip_share_traces(sweep, noise_lambda, sweep_summary(sweep))), build)
 
 
 def skip_share_by_epoch(runs, titles=None):
@@ -333,7 +334,8 @@ def sweep_view_frame(sweep, noise_lambda, seed=None):
                           f"allowed: {', '.join(map(str, sweep['seeds']))}")
     every = sweep["config"].get("record_every", 1) or 1
     darts = sweep_runs(sweep, 0.0) if any(lam == 0 for lam in sweep["noise_lambdas"]) else []
-    traces = _skip_share_traces(sweep, noise_lambda)
+    summary = sweep_summary(sweep)  # once a frame: the slider redraws it at every move
+    traces = _skip_share_traces(sweep, noise_lambda, summary)
     # the mean skip weight of the normal cell, step by step: the competition in one line per seed
     darts_mean = [statistics.mean(values)
                   for values in zip(*(r["skip_weight_steps"] for r in darts))]
@@ -348,7 +350,7 @@ def sweep_view_frame(sweep, noise_lambda, seed=None):
     # mean over the seeds
     rows = [[statistics.mean(values) for values in zip(*edge)] for edge in zip(*cells)]
     traces.append({"z": rows})
-    row = sweep_row(sweep, noise_lambda)
+    row = sweep_row(sweep, noise_lambda, summary)
     who = "mean over seeds" if seed is None else f"seed {seed}"
     share = row["skip_share_mean"] if seed is None else shown[0]["skip_share"]
     title = (f"noise \u03bb = {noise_lambda:g}: skip is the strongest op on {share:.0%} of the "
@@ -513,9 +515,11 @@ def write_noise_page(path, sweep):
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--out {str(path)!r} is a folder; give the HTML file to write")
-    if path.exists() and f'name="{PAGE_MARK}"' not in path.read_text(errors="replace")[:4000]:
-        raise ConfigError(f"--out {str(path)!r} exists and is not a noise page written by this "
-                          "command; choose another file")
+    if path.exists():
+        with open(path, errors="replace") as f:  # the mark is in the head, not the 5 MB after it
+            if f'name="{PAGE_MARK}"' not in f.read(4000):
+                raise ConfigError(f"--out {str(path)!r} exists and is not a noise page written "
+                                  "by this command; choose another file")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(noise_page(sweep), encoding="utf-8")
     return path

@@ -27,6 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ndarts_edu import stats  # noqa: E402
+from ndarts_edu.ablations import load_ablations  # noqa: E402
+from ndarts_edu.experiments import load_sweep  # noqa: E402
 from ndarts_edu.presets import PRESETS, preset_noise  # noqa: E402
 
 README = os.path.join(ROOT, "README.md")
@@ -130,9 +132,9 @@ def xcpu_lines(measured, sweep):
         return []
     edges = len(sweep["runs"][0]["weights"]["normal"])
     shipped = {(r["noise_lambda"], r["seed"]): r for r in sweep["runs"]}
+    reruns = [{(r["noise_lambda"], r["seed"]): r["entry"] for r in x["runs"]} for x in measured]
     lines = ["", "How far another CPU moves the shipped searches, each searched again from scratch:", ""]
-    for xcpu in measured:
-        rerun = {(r["noise_lambda"], r["seed"]): r["entry"] for r in xcpu["runs"]}
+    for xcpu, rerun in zip(measured, reruns):
         # the largest change of the skip share at the end, in edges of the normal cell
         skip_edges = max(round(abs(shipped[point]["skip_share"] - entry["skip_share"]) * edges)
                          for point, entry in rerun.items())
@@ -144,10 +146,9 @@ def xcpu_lines(measured, sweep):
     lines += ["", "So one search's weights do not reproduce across CPUs; the claims over the seeds "
               "do:", "",
               "| over the seeds, paired by seed | shipped | "
-              + " | ".join(kernels_label(x).split(":")[0] for x in measured) + " |",
+              + " | ".join(x["runs"][0]["cpu_capability"] for x in measured) + " |",
               "|---|---|" + "---|" * len(measured)]
     noisy = preset_noise(sweep["preset"])
-    reruns = [{(r["noise_lambda"], r["seed"]): r["entry"] for r in x["runs"]} for x in measured]
     seeds = [s for s in sweep["seeds"] if all((0.0, s) in r and (noisy, s) in r for r in reruns)]
     for what, key in (("skip share", "skip_share"), ("supernet accuracy", "valid_accuracy")):
         row = [str(stats.paired_interval([runs[0.0, s][key] for s in seeds],
@@ -183,11 +184,11 @@ def read(path):
 
 def block():
     """The README's numbers block, as text."""
-    sweep = read(SWEEP)
+    sweep = load_sweep(SWEEP)
     lines = sweep_table(sweep)
     lines += validation_table(read(GRID), sweep["preset"])
     lines += xcpu_lines([read(path) for path in XCPU], sweep)
-    lines += ablations_table(read(ABLATIONS))
+    lines += ablations_table(load_ablations(ABLATIONS))
     return "\n".join([BEGIN, *lines, END])
 
 
