@@ -132,8 +132,8 @@ def _run_here(configs, on_result, emit, stop):
             result = run_one(config, lambda event, index=index: emit(index, event), stop)
             if result["status"] not in ("finished", "diverged"):
                 break  # stopped: the finished ones are kept
-            emit(index, _done_event(result))
-            with _ctrl_c_waits():
+            with _ctrl_c_waits():  # counted and kept, or neither
+                emit(index, _done_event(result))
                 on_result(index, result)
     except KeyboardInterrupt:
         pass  # a second Ctrl-C, or one between two searches: the finished ones were handed over
@@ -149,7 +149,9 @@ class _ctrl_c_waits:
 
     def __enter__(self):
         self.caught, self.previous = [], None
-        if threading.current_thread() is threading.main_thread():
+        # None: a handler set outside Python, which could not be put back; it is left alone
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not None):
             self.previous = signal.signal(signal.SIGINT, lambda *frame: self.caught.append(frame))
         return self
 
@@ -254,8 +256,8 @@ def _run_on_dask(configs, on_result, emit, workers, cluster, stop):
                     result = future.result()
                     future.release()  # the scheduler may forget it: the result is here now
                     if result["status"] in ("finished", "diverged"):
-                        emit(index, _done_event(result))
-                        with _ctrl_c_waits():
+                        with _ctrl_c_waits():  # counted and kept, or neither
+                            emit(index, _done_event(result))
                             on_result(index, result)
     except KeyboardInterrupt:
         pass  # the finished searches were handed over; the rest is cancelled below
